@@ -1,0 +1,34 @@
+/*
+ * A worker process: its own libevent loop, its listening socket (one per
+ * worker, SO_REUSEPORT), its connections, and graceful drain.
+ *
+ * Fields above the marker are the protocol layer's to read (and proto to
+ * own); the rest belong to worker.c.
+ */
+#ifndef PL_WORKER_H
+#define PL_WORKER_H
+
+#include <stdint.h>
+
+#include "options.h"
+
+struct event_base;
+struct pl_metrics;
+
+typedef struct pl_worker {
+    struct event_base *base;     /* the worker's event loop */
+    const pl_gw_config_t *cfg;   /* read-only after fork */
+    int index;                   /* worker slot 0..N-1 */
+    const char *node_id;         /* cfg->node_id or the host name */
+    struct pl_metrics *metrics;  /* this worker's slot in the shared metrics page */
+    int draining;                /* set on SIGTERM: stop accepting, close 1001 */
+    void *proto;                 /* protocol layer's per-worker state (bus, rooms) */
+    /* ---- worker.c private fields below ---- */
+    struct pl_worker_private *priv;
+} pl_worker_t;
+
+/* Runs a worker on an already bound, listening fd until it has drained.
+ * Returns the process exit status. */
+int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl_metrics *metrics);
+
+#endif
