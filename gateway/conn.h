@@ -32,6 +32,8 @@ typedef struct pl_conn {
     size_t out_bytes;       /* bytes queued for writing, shared frames included */
     /* ---- transport-private fields below (conn.c) ---- */
     struct pl_conn_private *priv;
+    struct pl_conn *next;   /* worker's open or closed list (worker.c) */
+    struct pl_conn **pprev;
 } pl_conn_t;
 
 /* Queues one text frame with a copy of payload. No-op unless OPEN. */
@@ -49,5 +51,23 @@ void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
 /* Logs with the connection's prefix (worker, conn id, peer). */
 void pl_conn_log(pl_conn_t *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- transport-private API (worker.c <-> conn.c) ---- */
+
+struct sockaddr;
+
+/* Takes over an accepted non-blocking socket: state HTTP, handshake timer
+ * armed, linked on the worker's open list. */
+pl_conn_t *pl_conn_new(struct pl_worker *w, int fd, const struct sockaddr *sa);
+/* Worker draining: an open WebSocket gets close 1001, an HTTP client that
+ * has sent nothing yet is dropped, one mid-request may finish (and gets
+ * 503 for an upgrade or /healthz). */
+void pl_conn_go_away(pl_conn_t *c);
+/* Drops the connection now (state CLOSED), logging why. */
+void pl_conn_abort(pl_conn_t *c, const char *why);
+/* Frees a CLOSED connection; only the worker calls it, at the end of a
+ * loop pass. */
+void pl_conn_free(pl_conn_t *c);
+const char *pl_conn_state_name(enum conn_state s);
 
 #endif

@@ -8,6 +8,7 @@
 #ifndef PL_WORKER_H
 #define PL_WORKER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "options.h"
@@ -30,5 +31,20 @@ typedef struct pl_worker {
 /* Runs a worker on an already bound, listening fd until it has drained.
  * Returns the process exit status. */
 int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl_metrics *metrics);
+
+/* ---- worker.c private API (conn.c <-> worker.c) ---- */
+
+struct pl_conn;
+
+/* Links a new connection on the open list and counts it. */
+void pl_worker_conn_add(pl_worker_t *w, struct pl_conn *c);
+/* Moves a connection that just became CLOSED to the list freed at the
+ * end of the loop pass. */
+void pl_worker_conn_closed(pl_worker_t *w, struct pl_conn *c);
+/* A per-worker read buffer for connections with no pending input; its
+ * contents are only valid during one read callback. */
+uint8_t *pl_worker_scratch(pl_worker_t *w, size_t *cap);
+/* Next connection id. */
+uint64_t pl_worker_next_id(pl_worker_t *w);
 
 #endif

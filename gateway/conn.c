@@ -1,0 +1,756 @@
+/*
+ * One client connection (see conn.h): the state machine
+ *   HTTP -> OPEN -> CLOSING -> CLOSED   (or HTTP -> CLOSING after a plain
+ *   HTTP response, HTTP/OPEN -> CLOSED on EOF, errors and timeouts),
+ * the single read callback that drives it, and the output queue.
+ *
+ * Memory per idle WebSocket is kept small on purpose (the gateway holds
+ * tens of thousands): three embedded struct events, no input buffer (bytes
+ * are read into the worker's scratch buffer and only a partial frame is
+ * copied into a per-connection buffer, freed once parsed), no output
+ * buffer (the evbuffer is created on the first queued byte and freed when
+ * it has been written out).
+ *
+ * Output accounting: out_bytes counts every queued byte, shared frames
+ * included. head_left tracks how much of the frame at the head of the
+ * queue is still unwritten, so on overflow (1013) the queue can be cut at
+ * a frame boundary and the close frame still parses on the client.
+ */
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "proto.h"
+#include "util.h"
+#include "worker.h"
+#include "ws.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+enum conn_kind {
+    KIND_NONE, /* not upgraded (yet) */
+    KIND_CHAT, /* /ws: text messages go to the protocol layer */
+    KIND_ECHO, /* echo_path: messages are echoed back */
+};
+
+struct pl_conn_private {
+    struct event ev_read;  /* EV_READ|EV_PERSIST on fd, added from accept until CLOSED */
+    struct event ev_write; /* EV_WRITE|EV_PERSIST, added only while out holds bytes */
+    struct event ev_timer; /* HTTP: handshake timeout; OPEN: ping; CLOSING: close/linger timeout */
+    uint8_t *in;           /* unparsed input carried between reads; NULL when none */
+    uint32_t in_len, in_cap;
+    uint8_t *msg; /* fragmented message being reassembled; NULL when none */
+    size_t msg_len, msg_cap;
+    struct evbuffer *out; /* output queue; NULL when empty */
+    uint64_t head_left;   /* unwritten bytes of the frame (or HTTP head) at the head of out */
+    pl_ws_parser_t parser;
+    uint64_t last_rx_ms;   /* monotonic time of the peer's last bytes */
+    uint64_t ping_sent_ms; /* monotonic time of our last unanswered ping */
+    int fd;
+    uint8_t kind;             /* enum conn_kind */
+    unsigned ws : 1;          /* the 101 was queued: out holds WebSocket frames */
+    unsigned opened : 1;      /* pl_proto_open was called; pl_proto_closed is owed */
+    unsigned awaiting_pong : 1;
+    unsigned peer_closed : 1; /* the peer's close frame arrived */
+    unsigned http_reply : 1;  /* CLOSING after a plain HTTP response: linger then close */
+    unsigned discard : 1;     /* ignore further input (after an error or an HTTP reply) */
+    unsigned logged : 1;      /* the one death line was written */
+};
+
+typedef struct conn_full {
+    pl_conn_t pub;
+    struct pl_conn_private priv;
+} conn_full_t;
+
+static const char *const state_names[] = {
+    [CONN_HTTP] = "http",
+    [CONN_OPEN] = "open",
+    [CONN_CLOSING] = "closing",
+    [CONN_CLOSED] = "closed",
+};
+
+const char *pl_conn_state_name(enum conn_state s)
+{
+    return (unsigned)s < PL_ARRAY_LEN(state_names) ? state_names[s] : "?";
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void conn_shut(pl_conn_t *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void timer_arm(pl_conn_t *c, int64_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    event_add(&c->priv->ev_timer, &tv);
+}
+
+/* The only writer of c->state. */
+static void conn_set_state(pl_conn_t *c, enum conn_state s)
+{
+    if (pl_log_level >= PL_LOG_DEBUG)
+        pl_conn_log(c, PL_LOG_DEBUG, "state change\tfrom=%s to=%s", pl_conn_state_name(c->state),
+                    pl_conn_state_name(s));
+    assert(s > c->state || (c->state == CONN_HTTP && s == CONN_HTTP));
+    c->state = s;
+}
+
+void pl_conn_log(pl_conn_t *c, int level, const char *fmt, ...)
+{
+    if (level > pl_log_level)
+        return;
+    char text[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    int has_tab = strchr(text, '\t') != NULL;
+    pl_log_write(level, "%s%sconn=%llu peer=%s%s%s", text, has_tab ? " " : "\t",
+                 (unsigned long long)c->id, c->peer, c->user ? " user=" : "",
+                 c->user ? c->user : "");
+}
+
+/* ---- output queue ---- */
+
+static void out_ensure(pl_conn_t *c)
+{
+    struct pl_conn_private *p = c->priv;
+    if (p->out == NULL)
+        p->out = evbuffer_new();
+    if (evbuffer_get_length(p->out) == 0)
+        event_add(&p->ev_write, NULL);
+}
+
+/* The one path bytes take to the socket: append; the write callback
+ * flushes everything queued during this loop pass in one writev. */
+static void conn_send(pl_conn_t *c, const void *data, size_t len)
+{
+    out_ensure(c);
+    evbuffer_add(c->priv->out, data, len);
+    c->out_bytes += len;
+}
+
+static void release_frame(const void *data, size_t len, void *arg)
+{
+    pl_frame_unref(arg);
+}
+
+static void conn_send_shared(pl_conn_t *c, pl_frame_t *f)
+{
+    out_ensure(c);
+    evbuffer_add_reference(c->priv->out, f->data, f->len, release_frame, pl_frame_ref(f));
+    c->out_bytes += f->len;
+}
+
+/* Cuts the queue back to the unwritten rest of its head frame, so the
+ * stream stays parseable, and frees the rest (dropping frame refs). */
+static void out_trim(pl_conn_t *c)
+{
+    struct pl_conn_private *p = c->priv;
+    if (p->out == NULL)
+        return;
+    size_t keep = p->head_left;
+    struct evbuffer *nb = evbuffer_new();
+    if (keep > 0)
+        evbuffer_remove_buffer(p->out, nb, keep);
+    evbuffer_free(p->out);
+    p->out = nb;
+    c->out_bytes = evbuffer_get_length(nb);
+    if (c->out_bytes == 0)
+        event_del(&p->ev_write);
+}
+
+static void check_limit(pl_conn_t *c)
+{
+    if ((int64_t)c->out_bytes <= c->w->cfg->send_buffer_limit)
+        return;
+    size_t queued = c->out_bytes;
+    out_trim(c);
+    pl_conn_close(c, PL_WS_CLOSE_TRY_AGAIN, "send buffer over limit\tqueued=%zu", queued);
+}
+
+static void send_ws(pl_conn_t *c, uint8_t opcode, const void *payload, size_t len)
+{
+    uint8_t hdr[PL_WS_MAX_HEADER];
+    size_t hlen = pl_ws_header(hdr, opcode, len);
+    conn_send(c, hdr, hlen);
+    if (len > 0)
+        conn_send(c, payload, len);
+    c->w->metrics->frames_out_total++;
+}
+
+void pl_conn_send_text(pl_conn_t *c, const char *payload, size_t len)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    send_ws(c, PL_WS_TEXT, payload, len);
+    check_limit(c);
+}
+
+void pl_conn_send_frame(pl_conn_t *c, pl_frame_t *f)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    conn_send_shared(c, f);
+    c->w->metrics->frames_out_total++;
+    check_limit(c);
+}
+
+/* Length of the server frame whose header starts at offset pos of out. */
+static uint64_t frame_len_at(struct evbuffer *out, size_t pos)
+{
+    uint8_t h[PL_WS_MAX_HEADER] = {0};
+    struct evbuffer_ptr ptr;
+    evbuffer_ptr_set(out, &ptr, pos, EVBUFFER_PTR_SET);
+    evbuffer_copyout_from(out, &ptr, h, sizeof(h));
+    uint64_t n = h[1] & 0x7f;
+    if (n < 126)
+        return 2 + n;
+    if (n == 126)
+        return 4 + ((uint64_t)h[2] << 8 | h[3]);
+    uint64_t v = 0;
+    for (int i = 2; i < 10; i++)
+        v = v << 8 | h[i];
+    return 10 + v;
+}
+
+/* Advances head_left over n bytes about to be drained from out. */
+static void account_written(struct pl_conn_private *p, size_t n)
+{
+    if (!p->ws)
+        return;
+    size_t pos = 0;
+    while (pos < n) {
+        if (p->head_left == 0)
+            p->head_left = frame_len_at(p->out, pos);
+        size_t take = p->head_left < n - pos ? p->head_left : n - pos;
+        p->head_left -= take;
+        pos += take;
+    }
+}
+
+/* Everything queued has been written. */
+static void after_flush(pl_conn_t *c)
+{
+    struct pl_conn_private *p = c->priv;
+    if (c->state != CONN_CLOSING)
+        return;
+    if (p->http_reply) {
+        /* Lingering close: half-close and wait for the client's EOF, so a
+         * request byte still in flight cannot turn into an RST that
+         * destroys the response. Bounded by the close timer. */
+        shutdown(p->fd, SHUT_WR);
+        p->discard = 1;
+    } else if (p->peer_closed) {
+        conn_shut(c, PL_LOG_DEBUG, "close handshake done");
+    }
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    pl_conn_t *c = arg;
+    struct pl_conn_private *p = c->priv;
+    if (p->out == NULL || evbuffer_get_length(p->out) == 0) {
+        event_del(&p->ev_write);
+        return;
+    }
+    struct iovec iov[64];
+    int n = evbuffer_peek(p->out, -1, NULL, (struct evbuffer_iovec *)iov, 64);
+    if (n > 64)
+        n = 64;
+    ssize_t w = writev(fd, iov, n);
+    if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        conn_shut(c, PL_LOG_INFO, "writev() failed: %s", strerror(errno));
+        return;
+    }
+    account_written(p, (size_t)w);
+    evbuffer_drain(p->out, (size_t)w);
+    c->out_bytes -= (size_t)w;
+    c->w->metrics->bytes_out_total += (uint64_t)w;
+    if (evbuffer_get_length(p->out) == 0) {
+        event_del(&p->ev_write);
+        evbuffer_free(p->out);
+        p->out = NULL;
+        p->head_left = 0;
+        assert(c->out_bytes == 0);
+        after_flush(c);
+    }
+}
+
+/* ---- close paths ---- */
+
+/* Goes to CLOSED now: releases the socket, buffers and the protocol's
+ * session, and hands the struct to the worker to free after this loop
+ * pass. Logs the death line unless pl_conn_close already did. */
+static void conn_shut(pl_conn_t *c, int level, const char *fmt, ...)
+{
+    struct pl_conn_private *p = c->priv;
+    if (c->state == CONN_CLOSED)
+        return;
+    if (!p->logged && level <= pl_log_level) {
+        char why[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        pl_conn_log(c, level, "connection closed: %s\tstate=%s", why, pl_conn_state_name(c->state));
+    }
+    p->logged = 1;
+    event_del(&p->ev_read);
+    event_del(&p->ev_write);
+    event_del(&p->ev_timer);
+    close(p->fd);
+    p->fd = -1;
+    free(p->in);
+    p->in = NULL;
+    p->in_len = p->in_cap = 0;
+    free(p->msg);
+    p->msg = NULL;
+    p->msg_len = p->msg_cap = 0;
+    if (p->out) {
+        evbuffer_free(p->out); /* drops shared frame references */
+        p->out = NULL;
+    }
+    c->out_bytes = 0;
+    conn_set_state(c, CONN_CLOSED);
+    if (p->opened) {
+        p->opened = 0;
+        pl_proto_closed(c);
+    }
+    c->w->metrics->connections_open--;
+    pl_worker_conn_closed(c->w, c);
+}
+
+void pl_conn_abort(pl_conn_t *c, const char *why)
+{
+    conn_shut(c, PL_LOG_INFO, "%s", why);
+}
+
+void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
+{
+    struct pl_conn_private *p = c->priv;
+    if (c->state == CONN_CLOSING || c->state == CONN_CLOSED)
+        return;
+    if (!p->logged) {
+        char why[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        /* a peer-initiated close or a drain is routine; anything else is worth info */
+        int level = (code == PL_WS_CLOSE_NORMAL || code == PL_WS_CLOSE_GOING_AWAY) ? PL_LOG_DEBUG
+                                                                                   : PL_LOG_INFO;
+        pl_conn_log(c, level, "connection closing: %s\tcode=%u state=%s", why, code,
+                    pl_conn_state_name(c->state));
+        p->logged = 1;
+    }
+    if (c->state == CONN_HTTP) {
+        conn_shut(c, PL_LOG_INFO, "closed before upgrade");
+        return;
+    }
+    if (code < 1000 || code == 1004 || code == 1005 || code == 1006 || code == 1015 ||
+        code >= 5000)
+        code = PL_WS_CLOSE_INTERNAL; /* codes that must never be sent */
+    uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    send_ws(c, PL_WS_CLOSE, payload, 2);
+    pl_metrics_close_code(c->w->metrics, code);
+    free(p->msg);
+    p->msg = NULL;
+    p->msg_len = p->msg_cap = 0;
+    conn_set_state(c, CONN_CLOSING);
+    timer_arm(c, c->w->cfg->close_timeout);
+}
+
+/* ---- HTTP ---- */
+
+/* Queues a complete plain HTTP response and closes after writing it. */
+static void http_reply(pl_conn_t *c, int status, const char *ctype, const void *body, size_t len,
+                       const char *extra)
+{
+    struct pl_conn_private *p = c->priv;
+    char head[512];
+    size_t hlen = pl_http_head(head, sizeof(head), status, ctype, len, extra);
+    conn_send(c, head, hlen);
+    if (len > 0)
+        conn_send(c, body, len);
+    p->http_reply = 1;
+    p->discard = 1;
+    conn_set_state(c, CONN_CLOSING);
+    timer_arm(c, c->w->cfg->close_timeout);
+}
+
+static void http_fail(pl_conn_t *c, int status, enum pl_hs_reason reason, const char *path,
+                      size_t path_len)
+{
+    c->w->metrics->handshake_failures[reason]++;
+    if (!c->priv->logged)
+        pl_conn_log(c, status == 404 ? PL_LOG_DEBUG : PL_LOG_INFO,
+                    "http request refused\tstatus=%d reason=%s path=\"%.*s\"", status,
+                    pl_metrics_hs_reason_name(reason), (int)(path_len > 64 ? 64 : path_len),
+                    path ? path : "");
+    c->priv->logged = 1;
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, pl_http_reason(status));
+    http_reply(c, status, "text/plain", body, (size_t)n,
+               status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+}
+
+/* Handles a complete request head; returns the bytes it used. */
+static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
+{
+    struct pl_conn_private *p = c->priv;
+    const pl_gw_config_t *cfg = c->w->cfg;
+    if (pl_http_path_is(req, "/healthz") || pl_http_path_is(req, "/metrics")) {
+        if (!req->is_get) {
+            http_fail(c, 405, PL_HS_METHOD, req->path, req->path_len);
+            return req->head_len;
+        }
+        p->logged = 1; /* probes are routine: no death line */
+        if (req->path[1] == 'h') {
+            if (c->w->draining)
+                http_reply(c, 503, "text/plain", "draining\n", 9, NULL);
+            else
+                http_reply(c, 200, "text/plain", "ok\n", 3, NULL);
+        } else {
+            struct evbuffer *body = evbuffer_new();
+            pl_metrics_render(body);
+            size_t len = evbuffer_get_length(body);
+            char head[512];
+            size_t hlen = pl_http_head(head, sizeof(head), 200, "text/plain; version=0.0.4", len,
+                                       NULL);
+            conn_send(c, head, hlen);
+            out_ensure(c);
+            evbuffer_add_buffer(p->out, body);
+            c->out_bytes += len;
+            evbuffer_free(body);
+            p->http_reply = 1;
+            p->discard = 1;
+            conn_set_state(c, CONN_CLOSING);
+            timer_arm(c, cfg->close_timeout);
+        }
+        return req->head_len;
+    }
+    uint8_t kind = KIND_NONE;
+    if (pl_http_path_is(req, "/ws"))
+        kind = KIND_CHAT;
+    else if (pl_http_path_is(req, cfg->echo_path))
+        kind = KIND_ECHO;
+    if (kind == KIND_NONE) {
+        http_fail(c, 404, PL_HS_NOT_FOUND, req->path, req->path_len);
+        return req->head_len;
+    }
+    char accept[29];
+    enum pl_hs_reason reason;
+    int status = pl_http_check_upgrade(req, cfg->origins, accept, &reason);
+    if (status == 0 && c->w->draining) {
+        status = 503;
+        reason = PL_HS_DRAINING;
+    }
+    if (status != 0) {
+        http_fail(c, status, reason, req->path, req->path_len);
+        return req->head_len;
+    }
+    char resp[256];
+    size_t rlen = pl_http_upgrade_response(resp, sizeof(resp), accept);
+    assert(p->out == NULL);
+    conn_send(c, resp, rlen);
+    p->ws = 1;
+    p->head_left = rlen; /* the 101 is the head "frame" of the queue */
+    p->kind = kind;
+    pl_ws_parser_init(&p->parser, (uint64_t)cfg->max_message_size);
+    conn_set_state(c, CONN_OPEN);
+    timer_arm(c, cfg->ping_interval);
+    pl_conn_log(c, PL_LOG_DEBUG, "websocket open\tpath=\"%.*s\"", (int)req->path_len, req->path);
+    if (kind == KIND_CHAT) {
+        p->opened = 1;
+        pl_proto_open(c);
+    }
+    return req->head_len;
+}
+
+/* ---- WebSocket frames ---- */
+
+static void deliver(pl_conn_t *c, uint8_t opcode, const uint8_t *data, size_t len)
+{
+    if (c->priv->kind == KIND_ECHO) {
+        send_ws(c, opcode, data, len);
+        check_limit(c);
+    } else if (opcode == PL_WS_TEXT) {
+        pl_proto_message(c, data, len);
+    } else {
+        pl_conn_close(c, PL_WS_CLOSE_UNSUPPORTED, "binary message on the chat path");
+    }
+}
+
+static void on_frame(pl_conn_t *c, const pl_ws_frame_t *f)
+{
+    struct pl_conn_private *p = c->priv;
+    switch (f->opcode) {
+    case PL_WS_PING:
+        if (c->state == CONN_OPEN) {
+            send_ws(c, PL_WS_PONG, f->payload, (size_t)f->len);
+            check_limit(c);
+        }
+        return;
+    case PL_WS_PONG:
+        return; /* any frame counts as life; see on_read */
+    case PL_WS_CLOSE:
+        p->peer_closed = 1;
+        p->discard = 1; /* nothing may follow a close frame */
+        if (c->state == CONN_OPEN) {
+            uint16_t code = f->close_code == 1005 ? PL_WS_CLOSE_NORMAL : f->close_code;
+            pl_conn_close(c, code, "peer closed\tpeer_code=%u", f->close_code);
+        } else if (p->out == NULL) {
+            conn_shut(c, PL_LOG_DEBUG, "close handshake done");
+        }
+        return;
+    default:
+        break;
+    }
+    if (c->state != CONN_OPEN)
+        return; /* data after our close frame is dropped */
+    if (p->kind == KIND_CHAT && f->msg_opcode == PL_WS_BINARY) {
+        pl_conn_close(c, PL_WS_CLOSE_UNSUPPORTED, "binary message on the chat path");
+        return;
+    }
+    if (f->opcode != PL_WS_CONT && f->fin) {
+        deliver(c, f->opcode, f->payload, (size_t)f->len); /* common case: no copy */
+        return;
+    }
+    /* fragmented: reassemble (the codec bounds the total by max_message) */
+    if (p->msg_len + f->len > p->msg_cap) {
+        size_t cap = p->msg_cap ? p->msg_cap : 1024;
+        while (cap < p->msg_len + f->len)
+            cap *= 2;
+        p->msg = pl_xrealloc(p->msg, cap);
+        p->msg_cap = cap;
+    }
+    if (f->len > 0)
+        memcpy(p->msg + p->msg_len, f->payload, (size_t)f->len);
+    p->msg_len += (size_t)f->len;
+    if (f->fin) {
+        uint8_t *msg = p->msg;
+        size_t len = p->msg_len;
+        p->msg = NULL;
+        p->msg_len = p->msg_cap = 0;
+        deliver(c, f->msg_opcode, msg ? msg : (uint8_t *)"", len);
+        free(msg);
+    }
+}
+
+/* Parses and dispatches what buf holds; returns the bytes consumed. */
+static size_t process(pl_conn_t *c, uint8_t *buf, size_t len)
+{
+    struct pl_conn_private *p = c->priv;
+    size_t off = 0;
+    while (off < len && c->state != CONN_CLOSED && !p->discard) {
+        if (c->state == CONN_HTTP) {
+            pl_http_req_t req;
+            int r = pl_http_parse((const char *)buf + off, len - off, &req);
+            if (r == PL_AGAIN)
+                break;
+            if (r != PL_OK) {
+                http_fail(c, r, r == 431 ? PL_HS_TOO_LARGE : PL_HS_MALFORMED, NULL, 0);
+                return len;
+            }
+            off += http_request(c, &req);
+            continue;
+        }
+        pl_ws_frame_t f;
+        size_t used = 0;
+        int r = pl_ws_parse(&p->parser, buf + off, len - off, &f, &used);
+        if (r == PL_AGAIN)
+            break;
+        if (r != PL_OK) {
+            p->discard = 1; /* the stream cannot be trusted after a framing error */
+            if (c->state == CONN_OPEN)
+                pl_conn_close(c, (uint16_t)r, "websocket protocol error");
+            return len;
+        }
+        off += used;
+        c->w->metrics->frames_in_total++;
+        on_frame(c, &f);
+    }
+    return p->discard ? len : off;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    pl_conn_t *c = arg;
+    struct pl_conn_private *p = c->priv;
+    uint8_t *buf;
+    size_t cap, used;
+    if (p->in_len == 0) {
+        buf = pl_worker_scratch(c->w, &cap);
+        used = 0;
+    } else {
+        if (p->in_cap - p->in_len < 4096) {
+            size_t ncap = (size_t)p->in_cap * 2;
+            if (ncap < (size_t)p->in_len + 16384)
+                ncap = (size_t)p->in_len + 16384;
+            p->in = pl_xrealloc(p->in, ncap);
+            p->in_cap = (uint32_t)ncap;
+        }
+        buf = p->in;
+        cap = p->in_cap;
+        used = p->in_len;
+    }
+    ssize_t n = read(fd, buf + used, cap - used);
+    if (n == 0) {
+        if (c->state == CONN_OPEN)
+            conn_shut(c, PL_LOG_INFO, "peer closed the connection without a close frame");
+        else
+            conn_shut(c, PL_LOG_DEBUG, "peer closed the connection");
+        return;
+    }
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        conn_shut(c, PL_LOG_INFO, "read() failed: %s", strerror(errno));
+        return;
+    }
+    c->w->metrics->bytes_in_total += (uint64_t)n;
+    p->last_rx_ms = pl_mono_ms();
+    p->awaiting_pong = 0; /* any bytes from the peer count as life */
+    if (p->discard) {
+        p->in_len = 0;
+        free(p->in);
+        p->in = NULL;
+        p->in_cap = 0;
+        return;
+    }
+    size_t total = used + (size_t)n;
+    size_t done = process(c, buf, total);
+    if (c->state == CONN_CLOSED)
+        return;
+    size_t left = p->discard ? 0 : total - done;
+    if (left > 0 && left > (size_t)c->w->cfg->max_message_size + 65536) {
+        pl_conn_close(c, PL_WS_CLOSE_TOO_BIG, "input buffer over limit");
+        left = 0;
+    }
+    if (buf != p->in) {
+        if (left > 0) {
+            size_t ncap = left < 2048 ? 2048 : left;
+            p->in = pl_xmalloc(ncap);
+            p->in_cap = (uint32_t)ncap;
+            memcpy(p->in, buf + done, left);
+        }
+    } else if (left > 0) {
+        memmove(p->in, p->in + done, left);
+    } else {
+        free(p->in);
+        p->in = NULL;
+        p->in_cap = 0;
+    }
+    p->in_len = (uint32_t)left;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    pl_conn_t *c = arg;
+    struct pl_conn_private *p = c->priv;
+    const pl_gw_config_t *cfg = c->w->cfg;
+    switch (c->state) {
+    case CONN_HTTP:
+        c->w->metrics->handshake_failures[PL_HS_TIMEOUT]++;
+        conn_shut(c, PL_LOG_INFO, "handshake timeout");
+        return;
+    case CONN_OPEN: {
+        uint64_t now = pl_mono_ms();
+        if (p->awaiting_pong) {
+            /* Silent since our ping: the peer or the path is gone. Drop it
+             * without a close handshake (nobody would answer it). */
+            conn_shut(c, PL_LOG_INFO, "ping timeout\tsilent_ms=%llu",
+                      (unsigned long long)(now - p->last_rx_ms));
+            return;
+        }
+        uint64_t idle = now - p->last_rx_ms;
+        if (idle + 5 < (uint64_t)cfg->ping_interval) {
+            timer_arm(c, cfg->ping_interval - (int64_t)idle);
+            return;
+        }
+        send_ws(c, PL_WS_PING, NULL, 0);
+        p->awaiting_pong = 1;
+        p->ping_sent_ms = now;
+        timer_arm(c, cfg->ping_timeout);
+        return;
+    }
+    case CONN_CLOSING:
+        conn_shut(c, p->http_reply ? PL_LOG_DEBUG : PL_LOG_INFO, "close timeout");
+        return;
+    case CONN_CLOSED:
+        return;
+    }
+}
+
+/* ---- lifecycle ---- */
+
+pl_conn_t *pl_conn_new(struct pl_worker *w, int fd, const struct sockaddr *sa)
+{
+    conn_full_t *full = pl_xcalloc(1, sizeof(*full));
+    pl_conn_t *c = &full->pub;
+    struct pl_conn_private *p = &full->priv;
+    c->priv = p;
+    c->w = w;
+    c->id = pl_worker_next_id(w);
+    c->state = CONN_HTTP;
+    p->fd = fd;
+    p->last_rx_ms = pl_mono_ms();
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%d", host, port);
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unix");
+    }
+    event_assign(&p->ev_read, w->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    event_assign(&p->ev_write, w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    event_assign(&p->ev_timer, w->base, -1, 0, on_timer, c);
+    event_add(&p->ev_read, NULL);
+    timer_arm(c, w->cfg->handshake_timeout);
+    w->metrics->connections_open++;
+    w->metrics->connections_total++;
+    pl_worker_conn_add(w, c);
+    if (pl_log_level >= PL_LOG_DEBUG)
+        pl_conn_log(c, PL_LOG_DEBUG, "connection accepted");
+    return c;
+}
+
+void pl_conn_go_away(pl_conn_t *c)
+{
+    if (c->state == CONN_OPEN)
+        pl_conn_close(c, PL_WS_CLOSE_GOING_AWAY, "server draining");
+    else if (c->state == CONN_HTTP && c->priv->in_len == 0)
+        conn_shut(c, PL_LOG_DEBUG, "server draining");
+}
+
+void pl_conn_free(pl_conn_t *c)
+{
+    assert(c->state == CONN_CLOSED);
+    free(container_of(c, conn_full_t, pub));
+}

@@ -1,0 +1,18 @@
+/*
+ * The master process: owns the listening sockets (one per worker slot,
+ * SO_REUSEPORT on one address) and the shared metrics, forks the workers,
+ * replaces dead ones with backoff, reloads on SIGHUP by rolling the
+ * workers, and shuts down on SIGTERM/SIGINT. No event loop: signals are
+ * blocked and taken in sigsuspend.
+ */
+#ifndef PL_MASTER_H
+#define PL_MASTER_H
+
+#include "options.h"
+
+/* Runs until shutdown; returns the process exit status. cfg has been
+ * loaded from file and the argc/argv flags; both are re-read on SIGHUP.
+ * Takes ownership of cfg's strings. */
+int pl_master_run(pl_gw_config_t *cfg, const char *file, int argc, char **argv);
+
+#endif

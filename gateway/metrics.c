@@ -1,0 +1,150 @@
+/*
+ * Shared-memory metrics (see metrics.h): the mapping, and the Prometheus
+ * text rendering driven by one table of scalar fields.
+ */
+#include "metrics.h"
+#include "log.h"
+
+#include <event2/buffer.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static pl_metrics_t *blocks; /* PL_METRICS_BLOCKS_PER_SLOT * nslots, shared by all processes */
+static int nslots;
+
+/* Scalar fields, rendered as sum + one series per worker slot. To add a
+ * counter: a field in pl_metrics_t and one line here. */
+static const struct {
+    const char *name;
+    const char *type; /* "counter" or "gauge" */
+    const char *help;
+    size_t offset;
+} scalars[] = {
+    {"parley_connections_open", "gauge", "Client sockets currently open.", offsetof(pl_metrics_t, connections_open)},
+    {"parley_connections_total", "counter", "Client sockets accepted.", offsetof(pl_metrics_t, connections_total)},
+    {"parley_frames_in_total", "counter", "WebSocket frames received.", offsetof(pl_metrics_t, frames_in_total)},
+    {"parley_frames_out_total", "counter", "WebSocket frames queued for sending.", offsetof(pl_metrics_t, frames_out_total)},
+    {"parley_bytes_in_total", "counter", "Bytes read from clients.", offsetof(pl_metrics_t, bytes_in_total)},
+    {"parley_bytes_out_total", "counter", "Bytes written to clients.", offsetof(pl_metrics_t, bytes_out_total)},
+    /* chat protocol counters go here */
+};
+
+static const char *const hs_names[PL_HS_NREASONS] = {
+    [PL_HS_MALFORMED] = "malformed",     [PL_HS_TOO_LARGE] = "too_large",
+    [PL_HS_NOT_FOUND] = "not_found",     [PL_HS_METHOD] = "method",
+    [PL_HS_NOT_UPGRADE] = "not_upgrade", [PL_HS_BAD_KEY] = "bad_key",
+    [PL_HS_BAD_VERSION] = "bad_version", [PL_HS_ORIGIN] = "origin",
+    [PL_HS_TIMEOUT] = "timeout",         [PL_HS_DRAINING] = "draining",
+};
+
+const char *pl_metrics_hs_reason_name(enum pl_hs_reason r)
+{
+    return (unsigned)r < PL_HS_NREASONS ? hs_names[r] : "unknown";
+}
+
+int pl_metrics_create(int n)
+{
+    size_t size = sizeof(pl_metrics_t) * PL_METRICS_BLOCKS_PER_SLOT * (size_t)n;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        pl_log_error("mmap() failed for metrics: %s", strerror(errno));
+        return -1;
+    }
+    blocks = p;
+    nslots = n;
+    return 0;
+}
+
+pl_metrics_t *pl_metrics_block(int b)
+{
+    assert(blocks != NULL && b >= 0 && b < PL_METRICS_BLOCKS_PER_SLOT * nslots);
+    return &blocks[b];
+}
+
+void pl_metrics_reset_gauges(int b)
+{
+    pl_metrics_block(b)->connections_open = 0;
+}
+
+void pl_metrics_close_code(pl_metrics_t *m, unsigned code)
+{
+    if (code >= PL_METRICS_CLOSE_MIN && code < PL_METRICS_CLOSE_MIN + PL_METRICS_CLOSE_N - 1)
+        m->close_codes_sent[code - PL_METRICS_CLOSE_MIN]++;
+    else
+        m->close_codes_sent[PL_METRICS_CLOSE_N - 1]++;
+}
+
+/* Reads a field as a signed value (gauges may briefly go negative when a
+ * reader races a writer; counters are far below 2^63). */
+static int64_t field(const pl_metrics_t *m, size_t off)
+{
+    int64_t v;
+    memcpy(&v, (const char *)m + off, sizeof(v));
+    return v;
+}
+
+static int64_t slot_sum(int slot, size_t off)
+{
+    int64_t sum = 0;
+    for (int k = 0; k < PL_METRICS_BLOCKS_PER_SLOT; k++)
+        sum += field(&blocks[slot + k * nslots], off);
+    return sum;
+}
+
+static void render_labelled(struct evbuffer *out, const char *name, const char *type,
+                            const char *help, const char *label, const char *value, size_t off,
+                            int header)
+{
+    if (header)
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    int64_t total = 0;
+    for (int s = 0; s < nslots; s++)
+        total += slot_sum(s, off);
+    evbuffer_add_printf(out, "%s{%s=\"%s\"} %lld\n", name, label, value, (long long)total);
+    for (int s = 0; s < nslots; s++)
+        evbuffer_add_printf(out, "%s{%s=\"%s\",worker=\"%d\"} %lld\n", name, label, value, s,
+                            (long long)slot_sum(s, off));
+}
+
+void pl_metrics_render(struct evbuffer *out)
+{
+    if (blocks == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
+        size_t off = scalars[i].offset;
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", scalars[i].name, scalars[i].help,
+                            scalars[i].name, scalars[i].type);
+        int64_t total = 0;
+        for (int s = 0; s < nslots; s++)
+            total += slot_sum(s, off);
+        evbuffer_add_printf(out, "%s %lld\n", scalars[i].name, (long long)total);
+        for (int s = 0; s < nslots; s++)
+            evbuffer_add_printf(out, "%s{worker=\"%d\"} %lld\n", scalars[i].name, s,
+                                (long long)slot_sum(s, off));
+    }
+    for (int r = 0; r < PL_HS_NREASONS; r++)
+        render_labelled(out, "parley_handshake_failures_total", "counter",
+                        "HTTP requests that did not become a WebSocket, by reason.", "reason",
+                        hs_names[r], offsetof(pl_metrics_t, handshake_failures) + r * sizeof(uint64_t),
+                        r == 0);
+    for (int k = 0; k < PL_METRICS_CLOSE_N; k++) {
+        char code[16];
+        if (k == PL_METRICS_CLOSE_N - 1)
+            strcpy(code, "other");
+        else
+            snprintf(code, sizeof(code), "%d", PL_METRICS_CLOSE_MIN + k);
+        /* only codes that were ever used, to keep the page short */
+        size_t off = offsetof(pl_metrics_t, close_codes_sent) + (size_t)k * sizeof(uint64_t);
+        int used = 0;
+        for (int s = 0; s < nslots; s++)
+            used |= slot_sum(s, off) != 0;
+        if (k == 0 || used)
+            render_labelled(out, "parley_close_codes_sent_total", "counter",
+                            "WebSocket close frames sent, by code.", "code", code, off, k == 0);
+    }
+}

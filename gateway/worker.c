@@ -1,0 +1,247 @@
+/*
+ * A worker process (see worker.h): one libevent loop serving the listening
+ * socket of its slot. Accepts with accept4 in a loop, owns the list of
+ * connections, frees CLOSED ones at the end of each loop pass (a
+ * lowest-priority event, so never inside a callback that may still hold
+ * the pointer), and drains on SIGTERM: stop accepting, close every
+ * WebSocket with 1001, exit when none is left or at drain_timeout.
+ */
+#include "worker.h"
+#include "conn.h"
+#include "log.h"
+#include "metrics.h"
+#include "proto.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SCRATCH_SIZE (64 * 1024)
+#define ACCEPT_BATCH 256 /* accepts per callback, so reads are not starved */
+#define PRIO_NORMAL 1    /* default for every event (libevent picks n/2) */
+#define PRIO_LAST 2      /* runs only when nothing else is active: end of the pass */
+
+struct pl_worker_private {
+    int listen_fd;
+    struct event ev_accept;       /* EV_READ|EV_PERSIST on listen_fd until draining */
+    struct event ev_accept_retry; /* re-enables accept after EMFILE and friends */
+    struct event ev_term;         /* SIGTERM as an event */
+    struct event ev_free;         /* PRIO_LAST: frees the closed list */
+    struct event ev_drain;        /* drain_timeout */
+    pl_conn_t *open;              /* conns not yet CLOSED */
+    pl_conn_t *closed;            /* CLOSED, freed by on_free */
+    size_t nopen;
+    uint64_t next_id;
+    uint8_t *scratch;
+    uint64_t last_emfile_log_ms;
+};
+
+static void list_add(pl_conn_t **head, pl_conn_t *c)
+{
+    c->next = *head;
+    if (*head)
+        (*head)->pprev = &c->next;
+    *head = c;
+    c->pprev = head;
+}
+
+static void list_del(pl_conn_t *c)
+{
+    *c->pprev = c->next;
+    if (c->next)
+        c->next->pprev = c->pprev;
+    c->next = NULL;
+    c->pprev = NULL;
+}
+
+void pl_worker_conn_add(pl_worker_t *w, pl_conn_t *c)
+{
+    list_add(&w->priv->open, c);
+    w->priv->nopen++;
+}
+
+void pl_worker_conn_closed(pl_worker_t *w, pl_conn_t *c)
+{
+    list_del(c);
+    w->priv->nopen--;
+    list_add(&w->priv->closed, c);
+    event_active(&w->priv->ev_free, EV_TIMEOUT, 0);
+}
+
+uint8_t *pl_worker_scratch(pl_worker_t *w, size_t *cap)
+{
+    *cap = SCRATCH_SIZE;
+    return w->priv->scratch;
+}
+
+uint64_t pl_worker_next_id(pl_worker_t *w)
+{
+    return ++w->priv->next_id;
+}
+
+static void free_closed(pl_worker_t *w)
+{
+    pl_conn_t *c;
+    while ((c = w->priv->closed) != NULL) {
+        list_del(c);
+        pl_conn_free(c);
+    }
+}
+
+static void on_free(evutil_socket_t fd, short what, void *arg)
+{
+    pl_worker_t *w = arg;
+    free_closed(w);
+    if (w->draining && w->priv->nopen == 0) {
+        pl_log_info("drained: all connections closed");
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    pl_worker_t *w = arg;
+    for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+        struct sockaddr_storage ss;
+        socklen_t slen = sizeof(ss);
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: pause accepting briefly instead of
+                 * spinning on a readable listening socket. */
+                uint64_t now = pl_mono_ms();
+                if (now - w->priv->last_emfile_log_ms > 1000) {
+                    pl_log_warn("accept() failed: %s\topen=%zu", strerror(errno), w->priv->nopen);
+                    w->priv->last_emfile_log_ms = now;
+                }
+                event_del(&w->priv->ev_accept);
+                struct timeval tv = {0, 100 * 1000};
+                event_add(&w->priv->ev_accept_retry, &tv);
+                return;
+            }
+            pl_log_error("accept() failed: %s", strerror(errno));
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        pl_conn_new(w, fd, (struct sockaddr *)&ss);
+    }
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    pl_worker_t *w = arg;
+    if (!w->draining)
+        event_add(&w->priv->ev_accept, NULL);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    pl_worker_t *w = arg;
+    pl_log_warn("drain timeout: dropping the remaining connections\tleft=%zu", w->priv->nopen);
+    while (w->priv->open != NULL)
+        pl_conn_abort(w->priv->open, "drain timeout");
+    event_base_loopexit(w->base, NULL);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    pl_worker_t *w = arg;
+    if (w->draining)
+        return;
+    pl_log_info("draining\topen=%zu timeout_ms=%lld", w->priv->nopen,
+                (long long)w->cfg->drain_timeout);
+    w->draining = 1;
+    event_del(&w->priv->ev_accept);
+    event_del(&w->priv->ev_accept_retry);
+    /* Our copy only: the master keeps the socket (and its queue) open for
+     * the worker that replaces us. */
+    close(w->priv->listen_fd);
+    w->priv->listen_fd = -1;
+    pl_proto_worker_drain(w);
+    pl_conn_t *c = w->priv->open, *next;
+    for (; c != NULL; c = next) {
+        next = c->next; /* go_away may move c to the closed list */
+        pl_conn_go_away(c);
+    }
+    struct timeval tv = {w->cfg->drain_timeout / 1000, (w->cfg->drain_timeout % 1000) * 1000};
+    event_add(&w->priv->ev_drain, &tv);
+    event_active(&w->priv->ev_free, EV_TIMEOUT, 0); /* exits at once if nothing is open */
+}
+
+int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl_metrics *metrics)
+{
+    static char host[256];
+    pl_worker_t w = {0};
+    struct pl_worker_private priv = {0};
+    w.priv = &priv;
+    w.cfg = cfg;
+    w.index = index;
+    w.metrics = metrics;
+    if (cfg->node_id && *cfg->node_id) {
+        w.node_id = cfg->node_id;
+    } else {
+        if (gethostname(host, sizeof(host) - 1) < 0)
+            strcpy(host, "localhost");
+        w.node_id = host;
+    }
+    priv.listen_fd = listen_fd;
+    priv.scratch = pl_xmalloc(SCRATCH_SIZE);
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN); /* a terminal's ^C reaches the master, which sends SIGTERM */
+    signal(SIGHUP, SIG_IGN);
+
+    w.base = event_base_new();
+    if (w.base == NULL) {
+        pl_log_error("event_base_new() failed");
+        return 1;
+    }
+    event_base_priority_init(w.base, 3);
+    event_assign(&priv.ev_accept, w.base, listen_fd, EV_READ | EV_PERSIST, on_accept, &w);
+    event_assign(&priv.ev_accept_retry, w.base, -1, 0, on_accept_retry, &w);
+    event_assign(&priv.ev_term, w.base, SIGTERM, EV_SIGNAL | EV_PERSIST, on_term, &w);
+    event_assign(&priv.ev_free, w.base, -1, 0, on_free, &w);
+    event_priority_set(&priv.ev_free, PRIO_LAST);
+    event_assign(&priv.ev_drain, w.base, -1, 0, on_drain_timeout, &w);
+    event_add(&priv.ev_term, NULL);
+
+    if (pl_proto_worker_start(&w) < 0) {
+        pl_log_error("protocol layer failed to start");
+        event_base_free(w.base);
+        return 3;
+    }
+    event_add(&priv.ev_accept, NULL);
+    pl_log_info("worker started\tnode=%s", w.node_id);
+
+    event_base_dispatch(w.base);
+
+    while (priv.open != NULL)
+        pl_conn_abort(priv.open, "worker stopping");
+    free_closed(&w);
+    pl_proto_worker_stop(&w);
+    event_del(&priv.ev_term);
+    event_del(&priv.ev_accept);
+    event_del(&priv.ev_accept_retry);
+    event_del(&priv.ev_drain);
+    event_del(&priv.ev_free);
+    event_base_free(w.base);
+    free(priv.scratch);
+    if (priv.listen_fd >= 0)
+        close(priv.listen_fd);
+    pl_log_info("worker exiting");
+    return 0;
+}
