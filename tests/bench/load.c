@@ -1,0 +1,1033 @@
+/*
+ * parley-load: load generator for the Parley gateway. One process, one
+ * libevent loop, many WebSocket connections (wsclient.c) spread round-robin
+ * over one or more gateway URLs and, optionally, over source addresses in
+ * 127.0.0.0/8. Three modes:
+ *
+ *   idle    open N connections (bounded handshakes in flight), hold them
+ *           for H seconds answering pings, report handshakes/s and survivors
+ *   fanout  M members in one room, P of them publish with a window of W
+ *           unacknowledged sends each, for D seconds
+ *   rooms   R rooms x K members, every member publishes, T messages/s in
+ *           total (paced), for D seconds
+ *
+ * Every message text is "PLB:<publisher>:<counter>:<mono ns>[:xxx...]" so a
+ * receiver knows who sent it, which one it is and when (one host, so the
+ * monotonic clock is shared). Per message we count deliveries to the other
+ * members; per (receiver, publisher) we check order. See README.md for the
+ * definitions of the reported numbers.
+ *
+ * Everything is bounded: connection count, setup time, run time, drain
+ * time and a hard deadline after which the process exits by itself.
+ */
+#include "util.h"
+#include "wsclient.h"
+#include "ws.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+enum mode {
+    MODE_IDLE,
+    MODE_FANOUT,
+    MODE_ROOMS,
+};
+
+/* Request ids: fixed ones for setup, sends use SEND_ID_BASE + counter. */
+#define ID_AUTH 1
+#define ID_JOIN 2
+#define SEND_ID_BASE 16
+
+enum client_state {
+    CL_NEW,        /* not launched yet */
+    CL_CONNECTING, /* TCP + upgrade in flight (counts against --inflight) */
+    CL_AUTH,       /* auth sent, waiting for the reply (in flight) */
+    CL_JOIN,       /* join sent, waiting for the reply (in flight) */
+    CL_READY,      /* open (idle) or member of its room (chat modes) */
+    CL_CLOSING,    /* we started the close handshake at the end */
+    CL_DEAD,       /* connection gone */
+};
+
+/* What one publisher sent: indexed by its message counter. */
+typedef struct pub {
+    uint64_t n;        /* messages sent */
+    uint64_t cap;      /* allocated entries */
+    uint64_t *sent_ns; /* send time, for ack latency */
+    uint32_t *count;   /* deliveries to members other than the publisher */
+    uint8_t *acked;    /* 0 no reply yet, 1 ok, 2 rejected */
+} pub_t;
+
+typedef struct client {
+    pl_wsclient_t *ws;
+    int idx;
+    int room; /* room index (chat modes) */
+    int slot; /* position among the room's members */
+    enum client_state state;
+    int inflight;      /* unacknowledged sends */
+    pub_t *pub;        /* NULL unless this member publishes */
+    uint64_t *last;    /* per room slot: highest counter + 1 seen from it */
+    uint64_t start_ns; /* launch time, for handshake latency */
+} client_t;
+
+typedef struct room {
+    int first; /* index of its first member (members are contiguous) */
+    int size;  /* members */
+    int ready; /* members that joined */
+} room_t;
+
+/* Log-bucketed histogram: exact below 64, then 32 sub-buckets per power of
+ * two (about 3% relative error), values in microseconds. */
+#define HIST_BUCKETS (64 + 58 * 32)
+typedef struct hist {
+    uint64_t b[HIST_BUCKETS];
+    uint64_t n;
+    uint64_t max;
+} hist_t;
+
+static struct {
+    enum mode mode;
+    pl_wsclient_target_t *targets;
+    int ntargets;
+    int conns;    /* idle: -n */
+    int inflight; /* concurrent handshakes (+ auth/join) */
+    int hold;     /* idle: seconds */
+    int auth;     /* idle: authenticate after the upgrade */
+    const char *secret;
+    int src_ips; /* rotate over 127.0.0.2 .. 127.0.0.(1+N); 0 = no bind */
+    int members, publishers, window, duration;
+    int rooms, per_room;
+    double rate;
+    int size; /* pad message text to this many bytes */
+    const char *ready_file;
+    char room_prefix[64];
+    int setup_timeout, drain, connect_timeout;
+    int verbose;
+} opt = {
+    .conns = 1000,
+    .inflight = 500,
+    .hold = 10,
+    .members = 1000,
+    .publishers = 10,
+    .window = 64,
+    .duration = 10,
+    .rooms = 500,
+    .per_room = 10,
+    .rate = 5000,
+    .setup_timeout = 120,
+    .drain = 5,
+    .connect_timeout = 10000,
+};
+
+static struct {
+    uint64_t launched, opened, ready, connect_fail, handshake_fail, auth_fail, join_fail;
+    uint64_t setup_fail_other; /* died in setup for another reason */
+    uint64_t died;             /* ready connection lost before we closed it */
+    uint64_t protocol_err, bad_json, unknown, other_events, foreign, cross_room;
+    uint64_t sent, acked, rejected, window_full;
+    uint64_t deliveries, deliveries_window, self_deliveries, out_of_order;
+    uint64_t last_delivery_ns;
+    char first_reject[64];
+    char first_death[96];
+} st;
+
+static struct event_base *base;
+static client_t *clients;
+static int nclients;
+static room_t *rooms;
+static int nrooms;
+static int next_launch, in_setup;
+static uint64_t t_setup_start, t_setup_end, t_send_start, t_send_end, t_last_ready;
+static int sending;
+static int rr_next; /* rooms mode: next member to publish */
+static uint64_t paced;
+static hist_t lat_hist, ack_hist, hs_hist;
+static struct event *tick_ev, *phase_ev, *deadline_ev;
+static int closing_all, exit_code;
+static int live; /* connections not yet ended */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- histogram ---- */
+
+static int hist_index(uint64_t v)
+{
+    if (v < 64)
+        return (int)v;
+    int e = 63 - __builtin_clzll(v); /* >= 6 */
+    int idx = 64 + (e - 6) * 32 + (int)((v >> (e - 5)) - 32);
+    return idx < HIST_BUCKETS ? idx : HIST_BUCKETS - 1;
+}
+
+static uint64_t hist_upper(int idx)
+{
+    if (idx < 64)
+        return (uint64_t)idx;
+    int e = (idx - 64) / 32 + 6;
+    uint64_t sub = (uint64_t)((idx - 64) % 32 + 32);
+    return ((sub + 1) << (e - 5)) - 1;
+}
+
+static void hist_add(hist_t *h, uint64_t v)
+{
+    h->b[hist_index(v)]++;
+    h->n++;
+    if (v > h->max)
+        h->max = v;
+}
+
+/* Upper bound of the bucket holding the q-quantile (0 if empty). */
+static uint64_t hist_pct(const hist_t *h, double q)
+{
+    if (h->n == 0)
+        return 0;
+    uint64_t want = (uint64_t)(q * (double)h->n);
+    if (want >= h->n)
+        want = h->n - 1;
+    uint64_t seen = 0;
+    for (int i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen > want) {
+            uint64_t u = hist_upper(i);
+            return u < h->max ? u : h->max;
+        }
+    }
+    return h->max;
+}
+
+/* ---- setup ---- */
+
+static void launch_more(void);
+static void setup_done(void);
+static void send_one(client_t *cl);
+
+static char *make_token(int idx)
+{
+    jwt_t *jwt = NULL;
+    if (jwt_new(&jwt) != 0)
+        abort();
+    char sub[64];
+    snprintf(sub, sizeof(sub), "bench%d-%d", (int)getpid(), idx);
+    time_t now = time(NULL);
+    jwt_add_grant(jwt, "sub", sub);
+    jwt_add_grant(jwt, "name", sub);
+    jwt_add_grant_int(jwt, "iat", (long)now);
+    jwt_add_grant_int(jwt, "exp", (long)now + 3600);
+    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)opt.secret, (int)strlen(opt.secret));
+    char *tok = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    if (!tok)
+        abort();
+    return tok;
+}
+
+static void send_json(client_t *cl, const char *buf, int n)
+{
+    pl_wsclient_send(cl->ws, PL_WS_TEXT, buf, (size_t)n);
+}
+
+static void room_name(int room, char *out, size_t n)
+{
+    if (opt.mode == MODE_FANOUT)
+        snprintf(out, n, "%s", opt.room_prefix);
+    else
+        snprintf(out, n, "%s-%d", opt.room_prefix, room);
+}
+
+/* A connection left the handshake/auth/join phase (either way). */
+static void setup_step_done(client_t *cl, int ok)
+{
+    in_setup--;
+    if (ok) {
+        cl->state = CL_READY;
+        st.ready++;
+        t_last_ready = mono_ns();
+        if (opt.mode != MODE_IDLE)
+            rooms[cl->room].ready++;
+    }
+    if (!t_setup_end)
+        launch_more();
+}
+
+static void on_open(pl_wsclient_t *ws, void *arg)
+{
+    client_t *cl = arg;
+    st.opened++;
+    hist_add(&hs_hist, (mono_ns() - cl->start_ns) / 1000);
+    if (opt.mode == MODE_IDLE && !opt.auth) {
+        setup_step_done(cl, 1);
+        return;
+    }
+    char *tok = make_token(cl->idx);
+    char buf[2048];
+    int n =
+        snprintf(buf, sizeof(buf), "{\"op\":\"auth\",\"id\":%d,\"token\":\"%s\"}", ID_AUTH, tok);
+    free(tok);
+    cl->state = CL_AUTH;
+    send_json(cl, buf, n);
+}
+
+static void note_death(client_t *cl, const char *what, enum pl_wsclient_end why, int code)
+{
+    if (st.first_death[0])
+        return;
+    snprintf(st.first_death, sizeof(st.first_death), "conn%d:%s:%s:%d", cl->idx, what,
+             pl_wsclient_end_name(why), code);
+}
+
+static void on_close(pl_wsclient_t *ws, void *arg, enum pl_wsclient_end why, int code)
+{
+    client_t *cl = arg;
+    enum client_state was = cl->state;
+    cl->state = CL_DEAD;
+    cl->ws = NULL;
+    live--;
+    if (closing_all && live == 0)
+        event_base_loopbreak(base);
+    if (why == WSC_END_PROTOCOL)
+        st.protocol_err++;
+    switch (was) {
+    case CL_CONNECTING:
+        if (why == WSC_END_CONNECT)
+            st.connect_fail++;
+        else if (why == WSC_END_HANDSHAKE)
+            st.handshake_fail++;
+        else
+            st.setup_fail_other++;
+        note_death(cl, "setup", why, code);
+        setup_step_done(cl, 0);
+        break;
+    case CL_AUTH:
+    case CL_JOIN:
+        st.setup_fail_other++;
+        note_death(cl, was == CL_AUTH ? "auth" : "join", why, code);
+        setup_step_done(cl, 0);
+        break;
+    case CL_READY:
+        st.died++;
+        note_death(cl, "ready", why, code);
+        if (opt.mode != MODE_IDLE)
+            rooms[cl->room].ready--;
+        break;
+    default:
+        break;
+    }
+    if (opt.verbose)
+        fprintf(stderr, "conn %d closed: %s code=%d\n", cl->idx, pl_wsclient_end_name(why), code);
+}
+
+/* ---- chat traffic ---- */
+
+static void pub_grow(pub_t *p)
+{
+    if (p->n < p->cap)
+        return;
+    uint64_t cap = p->cap ? p->cap * 2 : 256;
+    p->sent_ns = pl_xrealloc(p->sent_ns, cap * sizeof(*p->sent_ns));
+    p->count = pl_xrealloc(p->count, cap * sizeof(*p->count));
+    p->acked = pl_xrealloc(p->acked, cap * sizeof(*p->acked));
+    memset(p->count + p->cap, 0, (cap - p->cap) * sizeof(*p->count));
+    memset(p->acked + p->cap, 0, (cap - p->cap) * sizeof(*p->acked));
+    p->cap = cap;
+}
+
+static void send_one(client_t *cl)
+{
+    pub_t *p = cl->pub;
+    pub_grow(p);
+    uint64_t ctr = p->n;
+    uint64_t now = mono_ns();
+    char text[4096];
+    int tl = snprintf(text, sizeof(text), "PLB:%d:%" PRIu64 ":%" PRIu64, cl->idx, ctr, now);
+    if (opt.size > tl) {
+        int pad = opt.size < (int)sizeof(text) - 1 ? opt.size : (int)sizeof(text) - 1;
+        text[tl++] = ':';
+        while (tl < pad)
+            text[tl++] = 'x';
+        text[tl] = '\0';
+    }
+    char room[96];
+    room_name(cl->room, room, sizeof(room));
+    char buf[4096 + 256];
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"op\":\"send\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"text\":\"%s\"}",
+                     SEND_ID_BASE + ctr, room, text);
+    if (pl_wsclient_send(cl->ws, PL_WS_TEXT, buf, (size_t)n) < 0)
+        return;
+    p->sent_ns[ctr] = now;
+    p->n++;
+    cl->inflight++;
+    st.sent++;
+}
+
+static void handle_delivery(client_t *cl, const char *s, const char *end)
+{
+    char *e;
+    long pubidx = strtol(s, &e, 10);
+    if (e >= end || *e != ':' || pubidx < 0 || pubidx >= nclients) {
+        st.foreign++;
+        return;
+    }
+    uint64_t ctr = strtoull(e + 1, &e, 10);
+    if (e >= end || *e != ':') {
+        st.foreign++;
+        return;
+    }
+    uint64_t ts = strtoull(e + 1, &e, 10);
+    client_t *from = &clients[pubidx];
+    if (!from->pub || ctr >= from->pub->n) {
+        st.foreign++;
+        return;
+    }
+    if (from == cl) {
+        st.self_deliveries++;
+        return;
+    }
+    if (from->room != cl->room) {
+        st.cross_room++;
+        return;
+    }
+    uint64_t now = mono_ns();
+    hist_add(&lat_hist, now > ts ? (now - ts) / 1000 : 0);
+    st.deliveries++;
+    if (sending)
+        st.deliveries_window++;
+    st.last_delivery_ns = now;
+    from->pub->count[ctr]++;
+    uint64_t *last = &cl->last[from->slot];
+    if (ctr + 1 <= *last)
+        st.out_of_order++;
+    else
+        *last = ctr + 1;
+}
+
+static void handle_reply(client_t *cl, json_int_t id, json_t *j)
+{
+    int ok = json_is_true(json_object_get(j, "ok"));
+    if (id == ID_AUTH && cl->state == CL_AUTH) {
+        if (!ok) {
+            st.auth_fail++;
+            cl->state = CL_CLOSING;
+            setup_step_done(cl, 0);
+            pl_wsclient_close(cl->ws, 1000, 2000);
+            return;
+        }
+        if (opt.mode == MODE_IDLE) {
+            setup_step_done(cl, 1);
+            return;
+        }
+        char room[96], buf[256];
+        room_name(cl->room, room, sizeof(room));
+        int n = snprintf(buf, sizeof(buf), "{\"op\":\"join\",\"id\":%d,\"room\":\"%s\"}", ID_JOIN,
+                         room);
+        cl->state = CL_JOIN;
+        send_json(cl, buf, n);
+        return;
+    }
+    if (id == ID_JOIN && cl->state == CL_JOIN) {
+        if (!ok) {
+            st.join_fail++;
+            cl->state = CL_CLOSING;
+            setup_step_done(cl, 0);
+            pl_wsclient_close(cl->ws, 1000, 2000);
+            return;
+        }
+        setup_step_done(cl, 1);
+        return;
+    }
+    if (id >= SEND_ID_BASE && cl->pub && (uint64_t)(id - SEND_ID_BASE) < cl->pub->n) {
+        uint64_t ctr = (uint64_t)(id - SEND_ID_BASE);
+        if (cl->pub->acked[ctr]) {
+            st.unknown++;
+            return;
+        }
+        cl->inflight--;
+        if (ok) {
+            cl->pub->acked[ctr] = 1;
+            st.acked++;
+            hist_add(&ack_hist, (mono_ns() - cl->pub->sent_ns[ctr]) / 1000);
+        } else {
+            cl->pub->acked[ctr] = 2;
+            st.rejected++;
+            if (!st.first_reject[0]) {
+                const char *err = json_string_value(json_object_get(j, "error"));
+                snprintf(st.first_reject, sizeof(st.first_reject), "%s", err ? err : "?");
+            }
+        }
+        if (sending && opt.mode == MODE_FANOUT && cl->state == CL_READY)
+            while (cl->inflight < opt.window)
+                send_one(cl);
+        return;
+    }
+    st.unknown++;
+}
+
+static void on_message(pl_wsclient_t *ws, void *arg, int opcode, const uint8_t *p, size_t n)
+{
+    client_t *cl = arg;
+    /* Fast path for deliveries: our texts need no JSON escaping. */
+    static const char mark[] = "\"text\":\"PLB:";
+    const char *m = memmem(p, n, mark, sizeof(mark) - 1);
+    if (m) {
+        handle_delivery(cl, m + sizeof(mark) - 1, (const char *)p + n);
+        return;
+    }
+    json_error_t err;
+    json_t *j = json_loadb((const char *)p, n, 0, &err);
+    if (!j) {
+        st.bad_json++;
+        return;
+    }
+    json_t *id = json_object_get(j, "id");
+    const char *ev = json_string_value(json_object_get(j, "ev"));
+    if (json_is_integer(id)) {
+        handle_reply(cl, json_integer_value(id), j);
+    } else if (ev && strcmp(ev, "msg") == 0) {
+        const char *text = json_string_value(json_object_get(j, "text"));
+        if (text && strncmp(text, "PLB:", 4) == 0)
+            handle_delivery(cl, text + 4, text + strlen(text));
+        else
+            st.foreign++;
+    } else if (ev) {
+        st.other_events++;
+    } else {
+        st.unknown++;
+    }
+    json_decref(j);
+}
+
+static const pl_wsclient_cbs_t cbs = {on_open, on_message, on_close};
+
+static void launch(client_t *cl)
+{
+    const pl_wsclient_target_t *t = &opt.targets[cl->idx % opt.ntargets];
+    struct sockaddr_in src, *srcp = NULL;
+    if (opt.src_ips > 0) {
+        memset(&src, 0, sizeof(src));
+        src.sin_family = AF_INET;
+        src.sin_addr.s_addr = htonl(0x7F000002u + (uint32_t)(cl->idx % opt.src_ips));
+        srcp = &src;
+    }
+    cl->start_ns = mono_ns();
+    cl->state = CL_CONNECTING;
+    st.launched++;
+    in_setup++;
+    cl->ws = pl_wsclient_connect(base, t, srcp, opt.connect_timeout, &cbs, cl);
+    if (!cl->ws) {
+        if (opt.verbose)
+            fprintf(stderr, "conn %d: socket/connect failed: %s\n", cl->idx, strerror(errno));
+        st.connect_fail++;
+        cl->state = CL_DEAD;
+        in_setup--;
+        return;
+    }
+    live++;
+}
+
+static void launch_more(void)
+{
+    static int busy;
+    if (busy)
+        return; /* a synchronous failure inside launch() re-entered us */
+    busy = 1;
+    while (in_setup < opt.inflight && next_launch < nclients)
+        launch(&clients[next_launch++]);
+    busy = 0;
+    if (next_launch == nclients && in_setup == 0 && !t_setup_end)
+        setup_done();
+}
+
+/* ---- phases ---- */
+
+static void report_and_close(void);
+
+static void close_all(void)
+{
+    closing_all = 1;
+    for (int i = 0; i < nclients; i++) {
+        client_t *cl = &clients[i];
+        if (cl->ws && cl->state != CL_DEAD) {
+            cl->state = CL_CLOSING;
+            pl_wsclient_close(cl->ws, 1000, 2000);
+        }
+    }
+    if (live == 0) {
+        event_base_loopbreak(base);
+        return;
+    }
+    struct timeval tv = {3, 0};
+    event_base_loopexit(base, &tv);
+}
+
+static int count_open(void)
+{
+    int n = 0;
+    for (int i = 0; i < nclients; i++)
+        n += clients[i].state == CL_READY;
+    return n;
+}
+
+static void on_hold_end(evutil_socket_t fd, short what, void *arg)
+{
+    int open = count_open();
+    uint64_t failed = st.launched - st.ready + (nclients - st.launched);
+    printf("hold over: open=%d failed=%" PRIu64 " died_during_hold=%" PRIu64 "\n", open, failed,
+           st.died);
+    double secs = (double)(t_last_ready - t_setup_start) / 1e9;
+    printf("RESULT mode=idle conns=%d opened=%" PRIu64 " ready=%" PRIu64 " failed=%" PRIu64
+           " open_at_end=%d died=%" PRIu64 " handshakes_per_s=%.0f setup_s=%.3f"
+           " hs_p50_us=%" PRIu64 " hs_p99_us=%" PRIu64 " hs_max_us=%" PRIu64
+           " connect_fail=%" PRIu64 " handshake_fail=%" PRIu64 " auth_fail=%" PRIu64
+           " first_death=%s\n",
+           nclients, st.opened, st.ready, failed, open, st.died,
+           secs > 0 ? (double)st.ready / secs : 0.0, secs, hist_pct(&hs_hist, 0.5),
+           hist_pct(&hs_hist, 0.99), hs_hist.max, st.connect_fail, st.handshake_fail, st.auth_fail,
+           st.first_death[0] ? st.first_death : "-");
+    fflush(stdout);
+    if (open != nclients)
+        exit_code = 1;
+    close_all();
+}
+
+static int settled(void)
+{
+    for (int i = 0; i < nclients; i++)
+        if (clients[i].pub && clients[i].inflight > 0 && clients[i].state == CL_READY)
+            return 0;
+    return mono_ns() - st.last_delivery_ns > 300000000u;
+}
+
+static void on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    if (settled() || mono_ns() - t_send_end > (uint64_t)opt.drain * 1000000000u) {
+        event_del(phase_ev);
+        report_and_close();
+    }
+}
+
+static void on_send_end(evutil_socket_t fd, short what, void *arg)
+{
+    sending = 0;
+    t_send_end = mono_ns();
+    if (tick_ev)
+        event_del(tick_ev);
+    event_free(phase_ev);
+    phase_ev = event_new(base, -1, EV_PERSIST, on_drain_check, NULL);
+    struct timeval tv = {0, 100000};
+    event_add(phase_ev, &tv);
+}
+
+/* rooms mode: every millisecond, issue the sends that are due. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    if (!sending)
+        return;
+    double elapsed = (double)(mono_ns() - t_send_start) / 1e9;
+    uint64_t due = (uint64_t)(elapsed * opt.rate);
+    int tries = 0;
+    while (paced < due && tries < nclients) {
+        client_t *cl = &clients[rr_next];
+        rr_next = (rr_next + 1) % nclients;
+        tries++;
+        if (cl->state != CL_READY || !cl->pub)
+            continue;
+        paced++;
+        if (cl->inflight >= opt.window)
+            st.window_full++;
+        else
+            send_one(cl);
+    }
+}
+
+static void start_sending(void)
+{
+    sending = 1;
+    t_send_start = mono_ns();
+    st.last_delivery_ns = t_send_start;
+    if (opt.mode == MODE_FANOUT) {
+        for (int i = 0; i < nclients; i++)
+            if (clients[i].pub && clients[i].state == CL_READY)
+                while (clients[i].inflight < opt.window)
+                    send_one(&clients[i]);
+    } else {
+        tick_ev = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+        struct timeval tv = {0, 1000};
+        event_add(tick_ev, &tv);
+    }
+    phase_ev = evtimer_new(base, on_send_end, NULL);
+    struct timeval tv = {opt.duration, 0};
+    evtimer_add(phase_ev, &tv);
+}
+
+static void setup_done(void)
+{
+    t_setup_end = mono_ns();
+    if (phase_ev) {
+        event_free(phase_ev);
+        phase_ev = NULL;
+    }
+    double secs = (double)((t_last_ready ? t_last_ready : t_setup_end) - t_setup_start) / 1e9;
+    printf("setup: %" PRIu64 "/%d ready in %.3f s (%.0f/s), handshake p50=%" PRIu64
+           "us p99=%" PRIu64 "us; failed: connect=%" PRIu64 " handshake=%" PRIu64 " auth=%" PRIu64
+           " join=%" PRIu64 " other=%" PRIu64 "\n",
+           st.ready, nclients, secs, secs > 0 ? (double)st.ready / secs : 0.0,
+           hist_pct(&hs_hist, 0.5), hist_pct(&hs_hist, 0.99), st.connect_fail, st.handshake_fail,
+           st.auth_fail, st.join_fail, st.setup_fail_other);
+    fflush(stdout);
+    if (opt.ready_file) {
+        FILE *f = fopen(opt.ready_file, "w");
+        if (f) {
+            fprintf(f, "ready=%" PRIu64 "\n", st.ready);
+            fclose(f);
+        }
+    }
+    if (opt.mode == MODE_IDLE) {
+        phase_ev = evtimer_new(base, on_hold_end, NULL);
+        struct timeval tv = {opt.hold, 0};
+        evtimer_add(phase_ev, &tv);
+        return;
+    }
+    if (st.ready == 0) {
+        fprintf(stderr, "parley-load: no connection joined; first failure: %s\n",
+                st.first_death[0] ? st.first_death : "-");
+        exit_code = 1;
+        report_and_close();
+        return;
+    }
+    start_sending();
+}
+
+static void on_setup_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    fprintf(stderr, "parley-load: setup timed out after %d s with %d still in flight\n",
+            opt.setup_timeout, in_setup);
+    exit_code = 1;
+    next_launch = nclients; /* launch no more */
+    setup_done();
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    fprintf(stderr, "parley-load: hard deadline reached, exiting\n");
+    fflush(stdout);
+    _exit(3);
+}
+
+static void report_and_close(void)
+{
+    uint64_t expected = 0, loss = 0, dup = 0, unacked_deliv = 0, unacked = 0;
+    for (int i = 0; i < nclients; i++) {
+        pub_t *p = clients[i].pub;
+        if (!p)
+            continue;
+        /* Every member of the room that joined, except the publisher. */
+        uint32_t per =
+            (uint32_t)(rooms[clients[i].room].ready - (clients[i].state == CL_READY ? 1 : 0));
+        for (uint64_t c = 0; c < p->n; c++) {
+            if (p->acked[c] == 1) {
+                expected += per;
+                if (p->count[c] < per)
+                    loss += per - p->count[c];
+                else
+                    dup += p->count[c] - per;
+            } else {
+                unacked_deliv += p->count[c];
+                unacked += p->acked[c] == 0;
+            }
+        }
+    }
+    double secs = (double)(t_send_end - t_send_start) / 1e9;
+    double rate = secs > 0 ? (double)st.deliveries_window / secs : 0;
+    uint64_t errors = st.connect_fail + st.handshake_fail + st.auth_fail + st.join_fail +
+                      st.setup_fail_other + st.died + st.protocol_err + st.rejected + st.bad_json +
+                      st.cross_room;
+    printf("sent=%" PRIu64 " acked=%" PRIu64 " rejected=%" PRIu64 " unacked=%" PRIu64
+           " (first rejection: %s)\n",
+           st.sent, st.acked, st.rejected, unacked, st.first_reject[0] ? st.first_reject : "-");
+    printf("deliveries=%" PRIu64 " (%.0f/s over the %.1f s send window) expected=%" PRIu64
+           " loss=%" PRIu64 " duplicates=%" PRIu64 " out_of_order=%" PRIu64 "\n",
+           st.deliveries, rate, secs, expected, loss, dup, st.out_of_order);
+    printf("latency send->deliver: p50=%.3fms p99=%.3fms p99.9=%.3fms max=%.3fms; "
+           "ack p50=%.3fms p99=%.3fms\n",
+           hist_pct(&lat_hist, 0.5) / 1e3, hist_pct(&lat_hist, 0.99) / 1e3,
+           hist_pct(&lat_hist, 0.999) / 1e3, lat_hist.max / 1e3, hist_pct(&ack_hist, 0.5) / 1e3,
+           hist_pct(&ack_hist, 0.99) / 1e3);
+    printf("errors=%" PRIu64 " died=%" PRIu64 " protocol=%" PRIu64 " bad_json=%" PRIu64
+           " self_deliveries=%" PRIu64 " other_events=%" PRIu64 " unknown=%" PRIu64
+           " foreign=%" PRIu64 " window_full=%" PRIu64 " first_death=%s\n",
+           errors, st.died, st.protocol_err, st.bad_json, st.self_deliveries, st.other_events,
+           st.unknown, st.foreign, st.window_full, st.first_death[0] ? st.first_death : "-");
+    printf("RESULT mode=%s conns=%d ready=%" PRIu64 " sent=%" PRIu64 " acked=%" PRIu64
+           " rejected=%" PRIu64 " deliveries=%" PRIu64 " deliveries_per_s=%.0f"
+           " expected=%" PRIu64 " loss=%" PRIu64 " dup=%" PRIu64 " ooo=%" PRIu64
+           " unacked_deliveries=%" PRIu64 " lat_p50_us=%" PRIu64 " lat_p99_us=%" PRIu64
+           " lat_p999_us=%" PRIu64 " lat_max_us=%" PRIu64 " ack_p50_us=%" PRIu64
+           " ack_p99_us=%" PRIu64 " errors=%" PRIu64 " died=%" PRIu64 " send_window_s=%.3f\n",
+           opt.mode == MODE_FANOUT ? "fanout" : "rooms", nclients, st.ready, st.sent, st.acked,
+           st.rejected, st.deliveries, rate, expected, loss, dup, st.out_of_order, unacked_deliv,
+           hist_pct(&lat_hist, 0.5), hist_pct(&lat_hist, 0.99), hist_pct(&lat_hist, 0.999),
+           lat_hist.max, hist_pct(&ack_hist, 0.5), hist_pct(&ack_hist, 0.99), errors, st.died,
+           secs);
+    fflush(stdout);
+    if (loss || errors)
+        exit_code = 1;
+    close_all();
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: parley-load MODE [options]\n"
+               "modes:\n"
+               "  idle     open -n connections, hold them --hold seconds\n"
+               "  fanout   --members in one room, --publishers send with --window each\n"
+               "  rooms    --rooms x --per-room members, --rate messages/s in total\n"
+               "options:\n"
+               "  -u, --url LIST         comma-separated ws://IP:PORT/PATH (round-robin)\n"
+               "  -n, --connections N    idle: connections (default 1000)\n"
+               "      --inflight N       concurrent handshakes incl. auth/join (500)\n"
+               "      --hold S           idle: seconds to hold (10)\n"
+               "      --auth             idle: authenticate after the upgrade\n"
+               "  -s, --secret S         HS256 secret for the tokens (chat modes, --auth)\n"
+               "      --src-ips N        bind to 127.0.0.2 .. 127.0.0.(N+1) in turn (0: no)\n"
+               "  -m, --members M        fanout: members (1000)\n"
+               "  -p, --publishers P     fanout: publishing members (10)\n"
+               "  -w, --window W         unacknowledged sends per publisher (64)\n"
+               "  -d, --duration S       seconds of sending (10)\n"
+               "  -r, --rooms R          rooms mode: rooms (500)\n"
+               "  -k, --per-room K       rooms mode: members per room (10)\n"
+               "  -t, --rate T           rooms mode: messages/s in total (5000)\n"
+               "      --size B           pad message text to B bytes\n"
+               "      --room-prefix P    room name prefix (default bench<pid>)\n"
+               "      --ready-file F     write F when setup is done\n"
+               "      --setup-timeout S  give up waiting for setup (120)\n"
+               "      --drain S          max seconds to wait for acks/deliveries (5)\n"
+               "  -v, --verbose          log every connection end on stderr\n");
+}
+
+static void parse_urls(const char *list)
+{
+    char *dup = pl_xstrdup(list), *save = NULL;
+    for (char *u = strtok_r(dup, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        opt.targets = pl_xrealloc(opt.targets, (opt.ntargets + 1) * sizeof(*opt.targets));
+        if (pl_wsclient_parse_url(u, &opt.targets[opt.ntargets]) < 0) {
+            fprintf(stderr, "parley-load: bad url %s (want ws://IPv4:PORT/PATH)\n", u);
+            exit(2);
+        }
+        opt.ntargets++;
+    }
+    free(dup);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"connections", required_argument, NULL, 'n'},
+        {"inflight", required_argument, NULL, 'I'},
+        {"hold", required_argument, NULL, 'H'},
+        {"auth", no_argument, NULL, 'A'},
+        {"secret", required_argument, NULL, 's'},
+        {"src-ips", required_argument, NULL, 'S'},
+        {"members", required_argument, NULL, 'm'},
+        {"publishers", required_argument, NULL, 'p'},
+        {"window", required_argument, NULL, 'w'},
+        {"duration", required_argument, NULL, 'd'},
+        {"rooms", required_argument, NULL, 'r'},
+        {"per-room", required_argument, NULL, 'k'},
+        {"rate", required_argument, NULL, 't'},
+        {"size", required_argument, NULL, 'B'},
+        {"room-prefix", required_argument, NULL, 'P'},
+        {"ready-file", required_argument, NULL, 'R'},
+        {"setup-timeout", required_argument, NULL, 'T'},
+        {"drain", required_argument, NULL, 'D'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc < 2 || argv[1][0] == '-') {
+        usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+        return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    if (strcmp(argv[1], "idle") == 0)
+        opt.mode = MODE_IDLE;
+    else if (strcmp(argv[1], "fanout") == 0)
+        opt.mode = MODE_FANOUT;
+    else if (strcmp(argv[1], "rooms") == 0)
+        opt.mode = MODE_ROOMS;
+    else {
+        usage(stderr);
+        return 2;
+    }
+    const char *urls = "ws://127.0.0.1:8080/ws";
+    snprintf(opt.room_prefix, sizeof(opt.room_prefix), "bench%d", (int)getpid());
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "u:n:s:m:p:w:d:r:k:t:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            urls = optarg;
+            break;
+        case 'n':
+            opt.conns = atoi(optarg);
+            break;
+        case 'I':
+            opt.inflight = atoi(optarg);
+            break;
+        case 'H':
+            opt.hold = atoi(optarg);
+            break;
+        case 'A':
+            opt.auth = 1;
+            break;
+        case 's':
+            opt.secret = optarg;
+            break;
+        case 'S':
+            opt.src_ips = atoi(optarg);
+            break;
+        case 'm':
+            opt.members = atoi(optarg);
+            break;
+        case 'p':
+            opt.publishers = atoi(optarg);
+            break;
+        case 'w':
+            opt.window = atoi(optarg);
+            break;
+        case 'd':
+            opt.duration = atoi(optarg);
+            break;
+        case 'r':
+            opt.rooms = atoi(optarg);
+            break;
+        case 'k':
+            opt.per_room = atoi(optarg);
+            break;
+        case 't':
+            opt.rate = atof(optarg);
+            break;
+        case 'B':
+            opt.size = atoi(optarg);
+            break;
+        case 'P':
+            snprintf(opt.room_prefix, sizeof(opt.room_prefix), "%s", optarg);
+            break;
+        case 'R':
+            opt.ready_file = optarg;
+            break;
+        case 'T':
+            opt.setup_timeout = atoi(optarg);
+            break;
+        case 'D':
+            opt.drain = atoi(optarg);
+            break;
+        case 'v':
+            opt.verbose = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    parse_urls(urls);
+    if ((opt.mode != MODE_IDLE || opt.auth) && !opt.secret) {
+        fprintf(stderr, "parley-load: --secret is required to authenticate\n");
+        return 2;
+    }
+    if (opt.inflight < 1 || opt.window < 1 || opt.duration < 1 || opt.src_ips < 0 ||
+        opt.src_ips > 65000 || opt.size < 0 || opt.size > 4000) {
+        fprintf(stderr, "parley-load: option out of range\n");
+        return 2;
+    }
+
+    if (opt.mode == MODE_IDLE) {
+        nclients = opt.conns;
+    } else if (opt.mode == MODE_FANOUT) {
+        nclients = opt.members;
+        nrooms = 1;
+        if (opt.publishers > opt.members)
+            opt.publishers = opt.members;
+    } else {
+        nrooms = opt.rooms;
+        nclients = opt.rooms * opt.per_room;
+    }
+    if (nclients < 1 || nclients > 1000000) {
+        fprintf(stderr, "parley-load: connection count out of range\n");
+        return 2;
+    }
+
+    /* One descriptor per connection plus slack for libevent and stdio. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if ((rlim_t)nclients + 64 > rl.rlim_cur) {
+            fprintf(stderr,
+                    "parley-load: %d connections need more than the %llu descriptors allowed; "
+                    "split the load over several processes\n",
+                    nclients, (unsigned long long)rl.rlim_cur);
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    clients = pl_xcalloc((size_t)nclients, sizeof(*clients));
+    if (nrooms) {
+        rooms = pl_xcalloc((size_t)nrooms, sizeof(*rooms));
+        int per = opt.mode == MODE_FANOUT ? opt.members : opt.per_room;
+        for (int r = 0; r < nrooms; r++) {
+            rooms[r].first = r * per;
+            rooms[r].size = per;
+        }
+    }
+    for (int i = 0; i < nclients; i++) {
+        client_t *cl = &clients[i];
+        cl->idx = i;
+        if (opt.mode == MODE_IDLE)
+            continue;
+        int per = opt.mode == MODE_FANOUT ? opt.members : opt.per_room;
+        cl->room = i / per;
+        cl->slot = i % per;
+        cl->last = pl_xcalloc((size_t)per, sizeof(*cl->last));
+        if (opt.mode == MODE_ROOMS || i < opt.publishers)
+            cl->pub = pl_xcalloc(1, sizeof(*cl->pub));
+    }
+
+    base = event_base_new();
+    struct timeval tv = {opt.setup_timeout, 0};
+    phase_ev = evtimer_new(base, on_setup_timeout, NULL);
+    evtimer_add(phase_ev, &tv);
+    int run = opt.mode == MODE_IDLE ? opt.hold : opt.duration + opt.drain;
+    struct timeval dl = {opt.setup_timeout + run + 30, 0};
+    deadline_ev = evtimer_new(base, on_deadline, NULL);
+    evtimer_add(deadline_ev, &dl);
+
+    printf("parley-load %s: %d connections over %d url(s), %d handshakes in flight\n", argv[1],
+           nclients, opt.ntargets, opt.inflight);
+    fflush(stdout);
+    t_setup_start = mono_ns();
+    launch_more();
+    event_base_dispatch(base);
+    return exit_code;
+}
