@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Idle-connection benchmark: one gateway (2 workers, echo endpoint) on a
+# free loopback port, `parley-load idle` opens N WebSocket connections and
+# holds them; we sum VmRSS of the gateway's master and workers before the
+# connections and while all N are open, and report gateway memory per idle
+# connection (target: <= 2 KiB) and handshakes/s.
+#
+#   tests/bench/idle.sh [-n N] [--hold S] [--runs R] [--build-dir DIR]
+#
+# Everything runs on 127.0.0.1, is bounded in time and is stopped on exit.
+# The load generator shares the machine's CPUs with the gateway.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD_DIR:-$SRC}
+N=10000
+HOLD=35
+RUNS=1
+WORKERS=2
+while [ $# -gt 0 ]; do
+    case "$1" in
+    -n) N=$2; shift 2 ;;
+    --hold) HOLD=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
+    --build-dir) BUILD=$2; shift 2 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "idle.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+GW=$BUILD/gateway/parley-gateway
+LOAD=$BUILD/tests/bench/parley-load
+if [ ! -x "$GW" ] || [ ! -x "$LOAD" ]; then
+    echo "idle.sh: building in $BUILD"
+    [ -f "$BUILD/Makefile" ] || (cd "$BUILD" && "$SRC/configure" -q CFLAGS="-O2 -g")
+    make -C "$BUILD" -j2 gateway/parley-gateway tests/bench/parley-load >/dev/null
+fi
+
+TMP=$(mktemp -d /tmp/parley-idle.XXXXXX)
+GW_PID=
+LOAD_PID=
+cleanup() {
+    [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null || true
+    if [ -n "$GW_PID" ]; then
+        kill -TERM "$GW_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$GW_PID" 2>/dev/null || true
+    fi
+    GW_PID=
+    LOAD_PID=
+}
+trap 'cleanup; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# The gateway master and its worker children.
+gw_pids() {
+    echo "$GW_PID"
+    cat "/proc/$GW_PID/task/$GW_PID/children" 2>/dev/null | tr ' ' '\n' | sed '/^$/d'
+}
+
+# Sum of VmRSS in KiB.
+rss_kib() {
+    local sum=0 p v
+    for p in $(gw_pids); do
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+
+wait_healthz() {
+    local port=$1
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+            printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 &&
+            timeout 2 cat <&3) 2>/dev/null | grep -q ' 200'; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+PER_CONN=()
+HS=()
+for run in $(seq "$RUNS"); do
+    PORT=$(free_port)
+    "$GW" --listen "127.0.0.1:$PORT" --workers "$WORKERS" --echo-path /echo --log-level warn \
+        >"$TMP/gateway.log" 2>&1 &
+    GW_PID=$!
+    wait_healthz "$PORT" || { echo "idle.sh: gateway did not come up" >&2; cat "$TMP/gateway.log" >&2; exit 1; }
+    sleep 0.5
+    BEFORE=$(rss_kib)
+    SOCK_BEFORE=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
+    rm -f "$TMP/ready"
+    timeout $((HOLD + 180)) "$LOAD" idle -u "ws://127.0.0.1:$PORT/echo" -n "$N" --hold "$HOLD" \
+        --src-ips 8 --ready-file "$TMP/ready" >"$TMP/load.out" 2>"$TMP/load.err" &
+    LOAD_PID=$!
+    for _ in $(seq 1800); do
+        [ -f "$TMP/ready" ] && break
+        kill -0 "$LOAD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 2
+    LOADED=$(rss_kib)
+    SOCK_LOADED=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
+    # Again after the gateway's first ping round (ping_interval 25 s).
+    if [ "$HOLD" -gt 30 ]; then sleep 26; fi
+    LOADED2=$(rss_kib)
+    [ "$LOADED2" -gt "$LOADED" ] && LOADED=$LOADED2
+    wait "$LOAD_PID" || true
+    LOAD_PID=
+    cat "$TMP/load.out"
+    RESULT=$(grep '^RESULT' "$TMP/load.out" || true)
+    READY=$(sed -n 's/.* ready=\([0-9]*\).*/\1/p' <<<"$RESULT")
+    HSR=$(sed -n 's/.* handshakes_per_s=\([0-9]*\).*/\1/p' <<<"$RESULT")
+    OPEN_END=$(sed -n 's/.* open_at_end=\([0-9]*\).*/\1/p' <<<"$RESULT")
+    if [ -z "$READY" ] || [ "$READY" -eq 0 ]; then
+        echo "idle.sh: no connection opened" >&2; cat "$TMP/load.err" >&2; exit 1
+    fi
+    PER=$(((LOADED - BEFORE) * 1024 / READY))
+    ALIVE=yes
+    kill -0 "$GW_PID" 2>/dev/null || ALIVE=no
+    echo "run $run: gateway RSS ${BEFORE} KiB before, ${LOADED} KiB with $READY open" \
+        "-> $PER bytes/connection; $HSR handshakes/s; open at end $OPEN_END/$N;" \
+        "kernel TCP mem ${SOCK_BEFORE}->${SOCK_LOADED} pages; gateway alive: $ALIVE"
+    if grep -qiE 'error|fatal' "$TMP/gateway.log"; then
+        echo "gateway log (errors):"; grep -iE 'error|fatal' "$TMP/gateway.log" | head -5
+    fi
+    PER_CONN+=("$PER")
+    HS+=("$HSR")
+    cleanup
+done
+
+MED_PER=$(printf '%s\n' "${PER_CONN[@]}" | median)
+MED_HS=$(printf '%s\n' "${HS[@]}" | median)
+VERDICT=FAIL
+[ "${MED_PER%.*}" -le 2048 ] && VERDICT=PASS
+echo "idle: n=$N runs=$RUNS median rss_per_conn_bytes=$MED_PER (target <= 2048: $VERDICT)" \
+    "median handshakes_per_s=$MED_HS"
+echo "IDLE_RESULT n=$N runs=$RUNS rss_per_conn_bytes=$MED_PER handshakes_per_s=$MED_HS" \
+    "target=$VERDICT all_per_conn=$(IFS=,; echo "${PER_CONN[*]}") all_hs=$(IFS=,; echo "${HS[*]}")"
