@@ -169,8 +169,7 @@ static int parse_close(pl_ws_frame_t *f)
  * the whole frame is present, so calling again with a longer buffer gives
  * either AGAIN or the same final answer, and the UTF-8 state is fed once.
  */
-int pl_ws_parse(pl_ws_parser_t *p, uint8_t *buf, size_t len, pl_ws_frame_t *out,
-                size_t *consumed)
+int pl_ws_parse(pl_ws_parser_t *p, uint8_t *buf, size_t len, pl_ws_frame_t *out, size_t *consumed)
 {
     if (len < 2)
         return PL_AGAIN;
@@ -289,8 +288,8 @@ size_t pl_ws_header(uint8_t *out, uint8_t opcode, uint64_t len)
     return 1 + put_len(out + 1, 0, len);
 }
 
-size_t pl_ws_client_frame(uint8_t *out, uint8_t opcode, int fin, const uint8_t *payload,
-                          size_t len, uint32_t mask)
+size_t pl_ws_client_frame(uint8_t *out, uint8_t opcode, int fin, const uint8_t *payload, size_t len,
+                          uint32_t mask)
 {
     size_t n = 1;
     out[0] = (fin ? B0_FIN : 0) | (opcode & 0x0F);
@@ -313,8 +312,8 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 static int b64_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 int pl_ws_accept_key(const char *key, size_t keylen, char out[29])

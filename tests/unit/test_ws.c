@@ -33,8 +33,7 @@ static size_t mkframe(uint8_t *out, uint8_t op, int fin, const void *payload, si
  * answer, the same frame and the same parser state. f->payload points into
  * a static buffer valid until the next call.
  */
-static int parse1(pl_ws_parser_t *p, const uint8_t *bytes, size_t n, pl_ws_frame_t *f,
-                  size_t *used)
+static int parse1(pl_ws_parser_t *p, const uint8_t *bytes, size_t n, pl_ws_frame_t *f, size_t *used)
 {
     pl_ws_parser_t p2 = *p;
     pl_ws_frame_t f2;
@@ -134,8 +133,7 @@ static void test_rfc_masked_hello(void)
 
     /* Our encoder produces the same bytes for the same key. */
     uint8_t enc[32];
-    CU_ASSERT_EQUAL(pl_ws_client_frame(enc, PL_WS_TEXT, 1, (const uint8_t *)"Hello", 5,
-                                       0x37fa213d),
+    CU_ASSERT_EQUAL(pl_ws_client_frame(enc, PL_WS_TEXT, 1, (const uint8_t *)"Hello", 5, 0x37fa213d),
                     sizeof(hello));
     CU_ASSERT(memcmp(enc, hello, sizeof(hello)) == 0);
 }
@@ -235,13 +233,10 @@ static void test_non_minimal_length_is_1002(void)
     pl_ws_parser_init(&p, 1 << 20);
     /* 5 in the 16-bit form, 200 and 65535 in the 64-bit form. */
     CU_ASSERT_EQUAL(RAW(&p, "\x82\xfe\x00\x05", &f), PL_WS_CLOSE_PROTOCOL);
-    CU_ASSERT_EQUAL(RAW(&p, "\x82\xff\x00\x00\x00\x00\x00\x00\x00\xc8", &f),
-                    PL_WS_CLOSE_PROTOCOL);
-    CU_ASSERT_EQUAL(RAW(&p, "\x82\xff\x00\x00\x00\x00\x00\x00\xff\xff", &f),
-                    PL_WS_CLOSE_PROTOCOL);
+    CU_ASSERT_EQUAL(RAW(&p, "\x82\xff\x00\x00\x00\x00\x00\x00\x00\xc8", &f), PL_WS_CLOSE_PROTOCOL);
+    CU_ASSERT_EQUAL(RAW(&p, "\x82\xff\x00\x00\x00\x00\x00\x00\xff\xff", &f), PL_WS_CLOSE_PROTOCOL);
     /* Most significant bit of the 64-bit length set. */
-    CU_ASSERT_EQUAL(RAW(&p, "\x82\xff\x80\x00\x00\x00\x00\x00\x00\x00", &f),
-                    PL_WS_CLOSE_PROTOCOL);
+    CU_ASSERT_EQUAL(RAW(&p, "\x82\xff\x80\x00\x00\x00\x00\x00\x00\x00", &f), PL_WS_CLOSE_PROTOCOL);
 }
 
 static void test_size_limit_from_header(void)
@@ -253,10 +248,8 @@ static void test_size_limit_from_header(void)
 
     /* 1 TiB declared, only the 10 header bytes here: refused at once. */
     pl_ws_parser_init(&p, 65536);
-    CU_ASSERT_EQUAL(RAW(&p, "\x82\xff\x00\x00\x01\x00\x00\x00\x00\x00", &f),
-                    PL_WS_CLOSE_TOO_BIG);
-    CU_ASSERT_EQUAL(RAW(&p, "\x81\xff\x7f\xff\xff\xff\xff\xff\xff\xff", &f),
-                    PL_WS_CLOSE_TOO_BIG);
+    CU_ASSERT_EQUAL(RAW(&p, "\x82\xff\x00\x00\x01\x00\x00\x00\x00\x00", &f), PL_WS_CLOSE_TOO_BIG);
+    CU_ASSERT_EQUAL(RAW(&p, "\x81\xff\x7f\xff\xff\xff\xff\xff\xff\xff", &f), PL_WS_CLOSE_TOO_BIG);
     /* 16-bit form, 4 header bytes. */
     pl_ws_parser_init(&p, 1000);
     CU_ASSERT_EQUAL(RAW(&p, "\x81\xfe\x03\xe9", &f), PL_WS_CLOSE_TOO_BIG);
@@ -390,7 +383,11 @@ static void test_close_payloads(void)
 
     CU_ASSERT_EQUAL(frame1(&p, PL_WS_CLOSE, 1, "\x03", 1, &f), PL_WS_CLOSE_PROTOCOL);
 
-    CU_ASSERT_EQUAL_FATAL(frame1(&p, PL_WS_CLOSE, 1, "\x03\xe8" "bye", 5, &f), PL_OK);
+    CU_ASSERT_EQUAL_FATAL(frame1(&p, PL_WS_CLOSE, 1,
+                                 "\x03\xe8"
+                                 "bye",
+                                 5, &f),
+                          PL_OK);
     CU_ASSERT_EQUAL(f.close_code, 1000);
     CU_ASSERT_EQUAL(f.reason_len, 3);
     CU_ASSERT(memcmp(f.reason, "bye", 3) == 0);
@@ -424,8 +421,7 @@ static void test_close_code_valid_table(void)
 {
     int n = 0;
     for (uint32_t c = 0; c <= 0xFFFF; c++) {
-        int want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
-                   (c >= 3000 && c <= 4999);
+        int want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
         CU_ASSERT_EQUAL(pl_ws_close_code_valid((uint16_t)c) != 0, want);
         n += want;
     }
@@ -552,14 +548,14 @@ static void test_utf8_valid(void)
     UTF8("", 0);
     UTF8("plain ascii, longer than eight bytes", 0);
     UTF8("\x7f", 0);
-    UTF8("\xc2\x80", 0);             /* U+0080 */
-    UTF8("\xdf\xbf", 0);             /* U+07FF */
-    UTF8("\xe0\xa0\x80", 0);         /* U+0800 */
-    UTF8("\xed\x9f\xbf", 0);         /* U+D7FF, just below the surrogates */
-    UTF8("\xee\x80\x80", 0);         /* U+E000, just above */
-    UTF8("\xef\xbf\xbf", 0);         /* U+FFFF */
-    UTF8("\xf0\x90\x80\x80", 0);     /* U+10000 */
-    UTF8("\xf4\x8f\xbf\xbf", 0);     /* U+10FFFF */
+    UTF8("\xc2\x80", 0);                                     /* U+0080 */
+    UTF8("\xdf\xbf", 0);                                     /* U+07FF */
+    UTF8("\xe0\xa0\x80", 0);                                 /* U+0800 */
+    UTF8("\xed\x9f\xbf", 0);                                 /* U+D7FF, just below the surrogates */
+    UTF8("\xee\x80\x80", 0);                                 /* U+E000, just above */
+    UTF8("\xef\xbf\xbf", 0);                                 /* U+FFFF */
+    UTF8("\xf0\x90\x80\x80", 0);                             /* U+10000 */
+    UTF8("\xf4\x8f\xbf\xbf", 0);                             /* U+10FFFF */
     UTF8("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 0); /* "kosme" in Greek */
     UTF8("caf\xc3\xa9 \xf0\x9f\x98\x80 ok", 0);
 }
@@ -580,7 +576,9 @@ static void test_utf8_invalid(void)
     UTF8("\xfe", -1);
     UTF8("\xff", -1);
     UTF8("\x80", -1); /* lone continuation */
-    UTF8("a\xbf" "b", -1);
+    UTF8("a\xbf"
+         "b",
+         -1);
     UTF8("\xc2\x41", -1); /* continuation missing */
     UTF8("\xe2\x82\x41", -1);
     UTF8("\xc2", -1); /* truncated at the end */
@@ -659,8 +657,8 @@ static void test_server_header_encoding(void)
 static void test_client_frame_masks(void)
 {
     uint8_t out[64];
-    size_t n = pl_ws_client_frame(out, PL_WS_BINARY, 0, (const uint8_t *)"\0\0\0\0\0", 5,
-                                  0x01020304);
+    size_t n =
+        pl_ws_client_frame(out, PL_WS_BINARY, 0, (const uint8_t *)"\0\0\0\0\0", 5, 0x01020304);
     CU_ASSERT_EQUAL(n, 11);
     CU_ASSERT(memcmp(out, "\x02\x85\x01\x02\x03\x04\x01\x02\x03\x04\x01", 11) == 0);
     CU_ASSERT_EQUAL(pl_ws_client_frame(out, PL_WS_PING, 1, NULL, 0, 0), 6);
