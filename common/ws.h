@@ -83,7 +83,12 @@ void pl_ws_parser_init(pl_ws_parser_t *p, uint64_t max_message);
  *   a close code (>= 1000): protocol violation; close with that code.
  * Text payloads are UTF-8-checked incrementally across fragments (1007);
  * a CLOSE payload is checked (1-byte or invalid code -> 1002, reason not
- * UTF-8 -> 1007).
+ * UTF-8 -> 1007). Non-minimal length encodings are refused (1002).
+ * max_message bounds the payload bytes of one data message (all its
+ * fragments); control frames do not count. Because of the in-place
+ * unmasking, never parse the same bytes twice after PL_OK: drop *consumed
+ * first. Control frames come back between fragments with the message
+ * still open (p->msg_opcode unchanged).
  */
 int pl_ws_parse(pl_ws_parser_t *p, uint8_t *buf, size_t len, pl_ws_frame_t *out, size_t *consumed);
 
@@ -104,7 +109,8 @@ size_t pl_ws_client_frame(uint8_t *out, uint8_t opcode, int fin, const uint8_t *
 
 /* Computes Sec-WebSocket-Accept for a Sec-WebSocket-Key value. Returns 0
  * and 28 chars + NUL in out, or -1 if the key is not the base64 of 16
- * bytes (RFC 6455 4.2.1: such a request gets 400). */
+ * bytes (RFC 6455 4.2.1: such a request gets 400). key must already be
+ * trimmed of header whitespace. */
 int pl_ws_accept_key(const char *key, size_t keylen, char out[29]);
 
 #endif
