@@ -113,6 +113,7 @@ static struct {
     const char *ready_file;
     char room_prefix[64];
     int setup_timeout, drain, connect_timeout;
+    int start_delay; /* seconds between setup and the first send */
     int verbose;
 } opt = {
     .conns = 1000,
@@ -498,13 +499,14 @@ static void on_message(pl_wsclient_t *ws, void *arg, int opcode, const uint8_t *
     const char *ev = json_string_value(json_object_get(j, "ev"));
     if (json_is_integer(id)) {
         handle_reply(cl, json_integer_value(id), j);
-    } else if (ev && strcmp(ev, "msg") == 0) {
+    } else if (json_is_string(json_object_get(j, "text"))) {
+        /* A delivery the fast path missed (other spacing or escaping). */
         const char *text = json_string_value(json_object_get(j, "text"));
-        if (text && strncmp(text, "PLB:", 4) == 0)
+        if (strncmp(text, "PLB:", 4) == 0)
             handle_delivery(cl, text + 4, text + strlen(text));
         else
             st.foreign++;
-    } else if (ev) {
+    } else if (ev || json_object_get(j, "type")) {
         st.other_events++;
     } else {
         st.unknown++;
@@ -675,6 +677,13 @@ static void start_sending(void)
     evtimer_add(phase_ev, &tv);
 }
 
+static void on_start_delay(evutil_socket_t fd, short what, void *arg)
+{
+    event_free(phase_ev);
+    phase_ev = NULL;
+    start_sending();
+}
+
 static void setup_done(void)
 {
     t_setup_end = mono_ns();
@@ -708,6 +717,12 @@ static void setup_done(void)
                 st.first_death[0] ? st.first_death : "-");
         exit_code = 1;
         report_and_close();
+        return;
+    }
+    if (opt.start_delay > 0) {
+        phase_ev = evtimer_new(base, on_start_delay, NULL);
+        struct timeval tv = {opt.start_delay, 0};
+        evtimer_add(phase_ev, &tv);
         return;
     }
     start_sending();
@@ -819,6 +834,7 @@ static void usage(FILE *f)
                "      --ready-file F     write F when setup is done\n"
                "      --setup-timeout S  give up waiting for setup (120)\n"
                "      --drain S          max seconds to wait for acks/deliveries (5)\n"
+               "      --start-delay S    chat modes: wait S seconds after setup before sending\n"
                "  -v, --verbose          log every connection end on stderr\n");
 }
 
@@ -858,6 +874,7 @@ int main(int argc, char **argv)
         {"ready-file", required_argument, NULL, 'R'},
         {"setup-timeout", required_argument, NULL, 'T'},
         {"drain", required_argument, NULL, 'D'},
+        {"start-delay", required_argument, NULL, 'W'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -939,6 +956,9 @@ int main(int argc, char **argv)
         case 'D':
             opt.drain = atoi(optarg);
             break;
+        case 'W':
+            opt.start_delay = atoi(optarg);
+            break;
         case 'v':
             opt.verbose = 1;
             break;
@@ -1018,7 +1038,7 @@ int main(int argc, char **argv)
     struct timeval tv = {opt.setup_timeout, 0};
     phase_ev = evtimer_new(base, on_setup_timeout, NULL);
     evtimer_add(phase_ev, &tv);
-    int run = opt.mode == MODE_IDLE ? opt.hold : opt.duration + opt.drain;
+    int run = opt.mode == MODE_IDLE ? opt.hold : opt.start_delay + opt.duration + opt.drain;
     struct timeval dl = {opt.setup_timeout + run + 30, 0};
     deadline_ev = evtimer_new(base, on_deadline, NULL);
     evtimer_add(deadline_ev, &dl);

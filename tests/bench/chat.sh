@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Chat benchmark: redis-server and two gateway nodes (2 workers each) on
+# free loopback ports, then parley-load in two scenarios:
+#   fanout  1 room x 1,000 members, 10 publishers, window 64, 10 s
+#   rooms   500 rooms x 10 members, 5,000 messages/s in total, 10 s
+# Members are spread round-robin over the two nodes, so every message
+# crosses Redis pub/sub. Reports deliveries/s, loss, latency p50/p99,
+# gateway CPU-seconds per million deliveries (utime+stime of both masters,
+# their workers and reaped children, before/after) and gateway RSS per
+# joined idle connection (measured between setup and the first send).
+#
+#   tests/bench/chat.sh [--runs R] [--duration S] [--only fanout|rooms]
+#                       [--build-dir DIR]
+#
+# Loopback only, bounded in time, everything started is stopped on exit.
+# The load generator shares the machine's CPUs with the gateways and Redis.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD_DIR:-$SRC}
+RUNS=1
+DURATION=10
+ONLY=
+MEMBERS=1000
+PUBLISHERS=10
+WINDOW=64
+ROOMS=500
+PER_ROOM=10
+RATE=5000
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    --members) MEMBERS=$2; shift 2 ;;
+    --publishers) PUBLISHERS=$2; shift 2 ;;
+    --window) WINDOW=$2; shift 2 ;;
+    --rooms) ROOMS=$2; shift 2 ;;
+    --per-room) PER_ROOM=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --build-dir) BUILD=$2; shift 2 ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "chat.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+GW=$BUILD/gateway/parley-gateway
+LOAD=$BUILD/tests/bench/parley-load
+if [ ! -x "$GW" ] || [ ! -x "$LOAD" ]; then
+    echo "chat.sh: building in $BUILD"
+    [ -f "$BUILD/Makefile" ] || (cd "$BUILD" && "$SRC/configure" -q CFLAGS="-O2 -g")
+    make -C "$BUILD" -j2 gateway/parley-gateway tests/bench/parley-load >/dev/null
+fi
+command -v redis-server >/dev/null || { echo "chat.sh: redis-server not found" >&2; exit 1; }
+
+TMP=$(mktemp -d /tmp/parley-chat.XXXXXX)
+SECRET=bench-secret-$$
+REDIS_PID=
+GW_PIDS=()
+LOAD_PID=
+cleanup() {
+    [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null || true
+    local p
+    for p in "${GW_PIDS[@]}" $REDIS_PID; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${GW_PIDS[@]}" $REDIS_PID; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    GW_PIDS=()
+    REDIS_PID=
+    LOAD_PID=
+}
+trap 'cleanup; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Gateway masters and their worker children.
+gw_pids() {
+    local m
+    for m in "${GW_PIDS[@]}"; do
+        echo "$m"
+        cat "/proc/$m/task/$m/children" 2>/dev/null | tr ' ' '\n' | sed '/^$/d'
+    done
+}
+
+rss_kib() {
+    local sum=0 p v
+    for p in $(gw_pids); do
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+
+# utime+stime+cutime+cstime in clock ticks (fields 14-17 of /proc/PID/stat,
+# counted after the command name, which may contain spaces).
+cpu_ticks() {
+    local sum=0 p
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        sum=$((sum + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13 + $14 + $15}')))
+    done
+    echo "$sum"
+}
+
+wait_healthz() {
+    local port=$1
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+            printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 &&
+            timeout 2 cat <&3) 2>/dev/null | grep -q ' 200'; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+wait_redis() {
+    local port=$1
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PING\r\n' >&3 &&
+            timeout 1 head -c 5 <&3) 2>/dev/null | grep -q PONG; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+    >"$TMP/redis.log" 2>&1 &
+REDIS_PID=$!
+wait_redis "$REDIS_PORT" || { echo "chat.sh: redis did not come up" >&2; cat "$TMP/redis.log" >&2; exit 1; }
+
+URLS=
+for node in 1 2; do
+    port=$(free_port)
+    "$GW" --listen "127.0.0.1:$port" --workers 2 --node-id "bench$node" \
+        --token-secret "$SECRET" --redis-url "redis://127.0.0.1:$REDIS_PORT/0" \
+        --rate-limit 1000000 --rate-burst 1000000 --send-buffer-limit 64m \
+        --log-level warn >"$TMP/gateway$node.log" 2>&1 &
+    GW_PIDS+=($!)
+    wait_healthz "$port" || { echo "chat.sh: gateway $node did not come up" >&2; cat "$TMP/gateway$node.log" >&2; exit 1; }
+    URLS=${URLS:+$URLS,}ws://127.0.0.1:$port/ws
+done
+TCK=$(getconf CLK_TCK)
+echo "chat.sh: redis :$REDIS_PORT, gateways $URLS (2 workers each), generator on the same 2 CPUs"
+
+declare -A ALL
+run_scenario() {
+    local name=$1 run=$2
+    shift 2
+    local before_rss ready_rss cpu0 cpu1 rcpu0 rcpu1
+    rm -f "$TMP/ready"
+    before_rss=$(rss_kib)
+    timeout $((DURATION + 200)) "$LOAD" "$name" -u "$URLS" -s "$SECRET" -d "$DURATION" \
+        --src-ips 8 --start-delay 3 --ready-file "$TMP/ready" --room-prefix "b$$-$name-$run" \
+        "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    LOAD_PID=$!
+    for _ in $(seq 1800); do
+        [ -f "$TMP/ready" ] && break
+        kill -0 "$LOAD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 1
+    ready_rss=$(rss_kib)
+    sleep 1.5 # the generator starts sending 3 s after setup
+    cpu0=$(cpu_ticks $(gw_pids))
+    rcpu0=$(cpu_ticks "$REDIS_PID")
+    local rc=0
+    wait "$LOAD_PID" || rc=$?
+    LOAD_PID=
+    cpu1=$(cpu_ticks $(gw_pids))
+    rcpu1=$(cpu_ticks "$REDIS_PID")
+    cat "$TMP/$name.out"
+    [ -s "$TMP/$name.err" ] && head -5 "$TMP/$name.err"
+    local res
+    res=$(grep '^RESULT' "$TMP/$name.out" || true)
+    if [ -z "$res" ]; then
+        echo "chat.sh: $name run $run produced no result (exit $rc)" >&2
+        return 1
+    fi
+    local ready deliv rate loss p50 p99 cpu_per_m rss_per rcpu_per_m
+    ready=$(field ready "$res")
+    deliv=$(field deliveries "$res")
+    rate=$(field deliveries_per_s "$res")
+    loss=$(field loss "$res")
+    p50=$(field lat_p50_us "$res")
+    p99=$(field lat_p99_us "$res")
+    cpu_per_m=$(awk -v c=$((cpu1 - cpu0)) -v t="$TCK" -v d="$deliv" \
+        'BEGIN {printf "%.2f", d > 0 ? c / t / d * 1e6 : 0}')
+    rcpu_per_m=$(awk -v c=$((rcpu1 - rcpu0)) -v t="$TCK" -v d="$deliv" \
+        'BEGIN {printf "%.2f", d > 0 ? c / t / d * 1e6 : 0}')
+    rss_per=$(((ready_rss - before_rss) * 1024 / (ready > 0 ? ready : 1)))
+    local alive=yes p
+    for p in "${GW_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || alive=no; done
+    echo "$name run $run: deliveries/s=$rate loss=$loss p50=${p50}us p99=${p99}us" \
+        "gateway_cpu_s_per_M_deliveries=$cpu_per_m (redis $rcpu_per_m)" \
+        "gateway_rss_per_joined_conn=${rss_per}B (${before_rss}->${ready_rss} KiB)" \
+        "gateway_cpu_s=$(awk -v c=$((cpu1 - cpu0)) -v t="$TCK" 'BEGIN {printf "%.2f", c / t}')" \
+        "gateways_alive=$alive"
+    ALL[$name.rate]+="$rate "
+    ALL[$name.loss]+="$loss "
+    ALL[$name.p50]+="$p50 "
+    ALL[$name.p99]+="$p99 "
+    ALL[$name.cpu]+="$cpu_per_m "
+    ALL[$name.rss]+="$rss_per "
+    # Let the gateways finish the close handshakes before the next sample.
+    sleep 2
+}
+
+for run in $(seq "$RUNS"); do
+    if [ -z "$ONLY" ] || [ "$ONLY" = fanout ]; then
+        run_scenario fanout "$run" -m "$MEMBERS" -p "$PUBLISHERS" -w "$WINDOW" || true
+    fi
+    if [ -z "$ONLY" ] || [ "$ONLY" = rooms ]; then
+        run_scenario rooms "$run" -r "$ROOMS" -k "$PER_ROOM" -t "$RATE" -w "$WINDOW" || true
+    fi
+done
+
+for name in fanout rooms; do
+    [ -n "${ALL[$name.rate]:-}" ] || continue
+    med() { tr ' ' '\n' <<<"${ALL[$name.$1]}" | sed '/^$/d' | median; }
+    echo "CHAT_RESULT scenario=$name runs=$RUNS deliveries_per_s=$(med rate) loss=$(med loss)" \
+        "lat_p50_us=$(med p50) lat_p99_us=$(med p99) gateway_cpu_s_per_M=$(med cpu)" \
+        "rss_per_joined_conn_bytes=$(med rss) (medians; all rates: ${ALL[$name.rate]})"
+done
+for n in 1 2; do
+    if grep -qiE 'level=error|fatal|crash' "$TMP/gateway$n.log"; then
+        echo "gateway $n log errors:"; grep -iE 'level=error|fatal|crash' "$TMP/gateway$n.log" | head -5
+    fi
+done
