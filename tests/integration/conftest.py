@@ -38,11 +38,15 @@ Fixtures
                    gw.worker_pids() gw.http_get(path) gw.send_signal(sig) gw.running()
                    Extra: gateway(..., wait=False) skips the health wait;
                    gateway(..., env={...}) adds environment variables.
-  archiver         factory: archiver("run"|"migrate"|"drain"|..., *more, **opts)
-                   -> pl.Program (not waited for). Defaults: --redis_url <session
-                   redis> --mysql_url <session mariadb>. a.wait(timeout) -> exit
-                   code; archiver.ok("migrate", **opts) runs it to the end,
-                   asserts exit 0 and returns the log text.
+  archiver         factory: archiver("run"|"migrate"|"drain", **opts) -> pl.Archiver.
+                   Defaults: --redis_url <session redis> --mysql_url <session
+                   mariadb> --metrics_listen 127.0.0.1:<free> (a.port). "run"
+                   waits (10 s) for its GET /healthz = 200 (wait=False: don't);
+                   others are not waited for: a.wait(timeout) -> exit code.
+                   archiver.ok("migrate", **opts) runs one to the end, asserts
+                   exit 0 and returns its log text. a.http_get("/metrics"),
+                   a.stop(), a.log_text() as for the gateway. Migrations come
+                   from the source tree's deploy/sql unless migrations_dir=.
   token            pl.token: token(sub, secret="test-secret", exp_in=3600, alg="HS256",
                    **claims) -> HS256 JWT. Broken ones: exp_in=-60 (expired),
                    exp_in=None (no exp), secret="x" (wrong), alg="none"; or
@@ -211,17 +215,23 @@ class _ArchiverFactory:
         self.started = []
         self.bin = pl.binary("archiver")
 
-    def __call__(self, *args, env=None, **opts):
-        defaults = {}
+    def __call__(self, *args, wait=None, env=None, **opts):
+        defaults = {"metrics_listen": f"127.0.0.1:{pl.free_port()}"}
         if "redis_url" not in opts:
             defaults["redis_url"] = self.request.getfixturevalue("redis").url
         if "mysql_url" not in opts:
             defaults["mysql_url"] = self.request.getfixturevalue("mariadb").url
         defaults.update(opts)
+        listen = defaults.get("metrics_listen")
+        port = int(str(listen).rsplit(":", 1)[1]) if listen else None
         d = _test_dir(self.request)
         argv = [self.bin] + [str(a) for a in args] + pl.opt_args(defaults)
-        a = pl.Program("parley-archiver", argv, os.path.join(d, "archiver.log"), env=pl.clean_env(env))
+        a = pl.Archiver(argv, os.path.join(d, "archiver.log"), port, env=pl.clean_env(env))
         self.started.append(a)
+        if wait is None:
+            wait = bool(args) and args[0] == "run" and port is not None
+        if wait:
+            a.wait_healthy(10)
         return a
 
     def ok(self, *args, timeout=60, **opts):

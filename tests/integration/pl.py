@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CRASH_RE = re.compile(
     r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error: |"
     r"SUMMARY: UndefinedBehaviorSanitizer|"
-    r"\bSIG(SEGV|ABRT|BUS|ILL|FPE)\b|signal (11|6|7|4|8)\b"
+    r"\bSIG(SEGV|ABRT|BUS|ILL|FPE)\b|signal[= ](11|6|7|4|8)\b"
 )
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE}
 
@@ -486,14 +486,8 @@ class Program:
         return None
 
 
-class Gateway(Program):
-    """A parley-gateway: also .port .url ("ws://127.0.0.1:P"), .http_get(path)."""
-
-    def __init__(self, argv, log, port, env=None):
-        super().__init__("parley-gateway", argv, log, env)
-        self.port = port
-        self.host = "127.0.0.1"
-        self.url = f"ws://127.0.0.1:{port}"
+class _HTTPProgram(Program):
+    """A Program with an HTTP port that serves GET /healthz."""
 
     def http_get(self, path, headers=None, timeout=2.0):
         return http_get(self.port, path, headers, timeout=timeout)
@@ -509,13 +503,33 @@ class Gateway(Program):
         while not self.healthy():
             if not self.running():
                 self.wait(1)
-                raise Failure(f"parley-gateway exited with {self.returncode} before /healthz "
+                raise Failure(f"{self.name} exited with {self.returncode} before /healthz "
                               f"answered 200:\n$ {' '.join(self.argv)}\n{tail(self.log)}")
             if time.monotonic() > deadline:
-                raise Failure(f"parley-gateway: GET /healthz did not return 200 within "
-                              f"{timeout}s:\n$ {' '.join(self.argv)}\n{tail(self.log)}")
+                raise Failure(f"{self.name}: GET /healthz on port {self.port} did not return 200 "
+                              f"within {timeout}s:\n$ {' '.join(self.argv)}\n{tail(self.log)}")
             time.sleep(0.05)
         return self
+
+
+class Gateway(_HTTPProgram):
+    """A parley-gateway: also .port .url ("ws://127.0.0.1:P"), .http_get(path)."""
+
+    def __init__(self, argv, log, port, env=None):
+        super().__init__("parley-gateway", argv, log, env)
+        self.port = port
+        self.host = "127.0.0.1"
+        self.url = f"ws://127.0.0.1:{port}"
+
+
+class Archiver(_HTTPProgram):
+    """A parley-archiver: also .port (its metrics_listen port, None if off),
+    .http_get(path) ("/metrics", "/healthz")."""
+
+    def __init__(self, argv, log, port, env=None):
+        super().__init__("parley-archiver", argv, log, env)
+        self.port = port
+        self.host = "127.0.0.1"
 
 
 # ---------------------------------------------------------------- tokens
