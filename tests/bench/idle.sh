@@ -98,7 +98,6 @@ for run in $(seq "$RUNS"); do
     wait_healthz "$PORT" || { echo "idle.sh: gateway did not come up" >&2; cat "$TMP/gateway.log" >&2; exit 1; }
     sleep 0.5
     BEFORE=$(rss_kib)
-    SOCK_BEFORE=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
     rm -f "$TMP/ready"
     timeout $((HOLD + 180)) "$LOAD" idle -u "ws://127.0.0.1:$PORT/echo" -n "$N" --hold "$HOLD" \
         --src-ips 8 --ready-file "$TMP/ready" >"$TMP/load.out" 2>"$TMP/load.err" &
@@ -110,13 +109,14 @@ for run in $(seq "$RUNS"); do
     done
     sleep 2
     LOADED=$(rss_kib)
-    SOCK_LOADED=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
     # Again after the gateway's first ping round (ping_interval 25 s).
     if [ "$HOLD" -gt 30 ]; then sleep 26; fi
     LOADED2=$(rss_kib)
     [ "$LOADED2" -gt "$LOADED" ] && LOADED=$LOADED2
     wait "$LOAD_PID" || true
     LOAD_PID=
+    sleep 1
+    AFTER=$(rss_kib)
     cat "$TMP/load.out"
     RESULT=$(grep '^RESULT' "$TMP/load.out" || true)
     READY=$(sed -n 's/.* ready=\([0-9]*\).*/\1/p' <<<"$RESULT")
@@ -130,7 +130,7 @@ for run in $(seq "$RUNS"); do
     kill -0 "$GW_PID" 2>/dev/null || ALIVE=no
     echo "run $run: gateway RSS ${BEFORE} KiB before, ${LOADED} KiB with $READY open" \
         "-> $PER bytes/connection; $HSR handshakes/s; open at end $OPEN_END/$N;" \
-        "kernel TCP mem ${SOCK_BEFORE}->${SOCK_LOADED} pages; gateway alive: $ALIVE"
+        "RSS after all closed ${AFTER} KiB; gateway alive: $ALIVE"
     if grep -qiE 'error|fatal' "$TMP/gateway.log"; then
         echo "gateway log (errors):"; grep -iE 'error|fatal' "$TMP/gateway.log" | head -5
     fi
