@@ -218,8 +218,9 @@ int pl_ws_parse(pl_ws_parser_t *p, uint8_t *buf, size_t len, pl_ws_frame_t *out,
     }
 
     /* Judge the declared length now, so a client cannot make us buffer a
-     * frame we would refuse anyway. msg_len never exceeds max_message. */
-    if (!control && plen > p->max_message - p->msg_len)
+     * frame we would refuse anyway. Written to avoid overflow; the first
+     * test only matters if a caller lowered max_message mid-message. */
+    if (!control && (p->msg_len > p->max_message || plen > p->max_message - p->msg_len))
         return PL_WS_CLOSE_TOO_BIG;
 
     if (len - hlen < 4)

@@ -290,6 +290,40 @@ static void test_incomplete_frames_are_again(void)
     CU_ASSERT_EQUAL(used, n);
 }
 
+static void test_again_does_not_feed_utf8_twice(void)
+{
+    /* The conn re-calls parse on a growing buffer; a text frame whose
+     * payload trickles in must reach the validator exactly once. */
+    pl_ws_parser_t p;
+    pl_ws_frame_t f;
+    size_t used = 0;
+    pl_ws_parser_init(&p, 1000);
+    size_t n = mkframe(fbuf, PL_WS_TEXT, 0, "ab\xf0\x9f", 4);
+    for (size_t k = 0; k < n; k++) {
+        CU_ASSERT_EQUAL(pl_ws_parse(&p, fbuf, k, &f, &used), PL_AGAIN);
+        CU_ASSERT_EQUAL(p.utf8.need, 0);
+    }
+    CU_ASSERT_EQUAL_FATAL(pl_ws_parse(&p, fbuf, n, &f, &used), PL_OK);
+    CU_ASSERT_EQUAL(p.utf8.need, 2);
+    n = mkframe(fbuf, PL_WS_CONT, 1, "\x98\x80", 2);
+    for (size_t k = 0; k < n; k++)
+        CU_ASSERT_EQUAL(pl_ws_parse(&p, fbuf, k, &f, &used), PL_AGAIN);
+    CU_ASSERT_EQUAL(pl_ws_parse(&p, fbuf, n, &f, &used), PL_OK);
+    CU_ASSERT_EQUAL(p.utf8.need, 0);
+}
+
+static void test_limit_lowered_mid_message(void)
+{
+    /* If a caller shrinks max_message below what a message already holds,
+     * the next fragment is refused rather than the check wrapping around. */
+    pl_ws_parser_t p;
+    pl_ws_frame_t f;
+    pl_ws_parser_init(&p, 1000);
+    CU_ASSERT_EQUAL_FATAL(frame1(&p, PL_WS_BINARY, 0, pbuf, 500, &f), PL_OK);
+    p.max_message = 100;
+    CU_ASSERT_EQUAL(frame1(&p, PL_WS_CONT, 1, "", 0, &f), PL_WS_CLOSE_TOO_BIG);
+}
+
 static void test_fragmented_message(void)
 {
     pl_ws_parser_t p;
@@ -670,8 +704,9 @@ PL_UNIT_SUITE(ws, PL_TEST(test_accept_key_rfc_example), PL_TEST(test_accept_key_
               PL_TEST(test_reserved_bits_are_1002), PL_TEST(test_reserved_opcodes_are_1002),
               PL_TEST(test_control_frame_rules), PL_TEST(test_payload_lengths_16_and_64_bit),
               PL_TEST(test_non_minimal_length_is_1002), PL_TEST(test_size_limit_from_header),
-              PL_TEST(test_incomplete_frames_are_again), PL_TEST(test_fragmented_message),
-              PL_TEST(test_continuation_without_message_is_1002),
+              PL_TEST(test_incomplete_frames_are_again),
+              PL_TEST(test_again_does_not_feed_utf8_twice), PL_TEST(test_limit_lowered_mid_message),
+              PL_TEST(test_fragmented_message), PL_TEST(test_continuation_without_message_is_1002),
               PL_TEST(test_new_message_while_open_is_1002),
               PL_TEST(test_control_inside_fragmented_message), PL_TEST(test_close_payloads),
               PL_TEST(test_close_code_valid_table), PL_TEST(test_text_utf8_across_fragments),
