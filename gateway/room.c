@@ -1,0 +1,330 @@
+/*
+ * Local room index (see room.h): rooms and users by name, members linked
+ * both ways, per-room user counts for presence. Workers are
+ * single-threaded, so nothing here locks.
+ */
+#include "room.h"
+#include "util.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- map ---- */
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+void pl_map_init(pl_map_t *m)
+{
+    m->nb = 16;
+    m->n = 0;
+    m->b = pl_xcalloc(m->nb, sizeof(*m->b));
+}
+
+void pl_map_clear(pl_map_t *m)
+{
+    for (size_t i = 0; i < m->nb; i++) {
+        pl_map_entry_t *e = m->b[i];
+        while (e) {
+            pl_map_entry_t *next = e->next;
+            free(e->key);
+            free(e);
+            e = next;
+        }
+    }
+    free(m->b);
+    m->b = NULL;
+    m->nb = m->n = 0;
+}
+
+void *pl_map_get(const pl_map_t *m, const char *key)
+{
+    for (pl_map_entry_t *e = m->b[hash(key) & (m->nb - 1)]; e; e = e->next)
+        if (strcmp(e->key, key) == 0)
+            return e->val;
+    return NULL;
+}
+
+static void grow(pl_map_t *m)
+{
+    size_t nb = m->nb * 2;
+    pl_map_entry_t **b = pl_xcalloc(nb, sizeof(*b));
+    for (size_t i = 0; i < m->nb; i++) {
+        pl_map_entry_t *e = m->b[i];
+        while (e) {
+            pl_map_entry_t *next = e->next;
+            size_t j = hash(e->key) & (nb - 1);
+            e->next = b[j];
+            b[j] = e;
+            e = next;
+        }
+    }
+    free(m->b);
+    m->b = b;
+    m->nb = nb;
+}
+
+void *pl_map_put(pl_map_t *m, const char *key, void *val)
+{
+    size_t i = hash(key) & (m->nb - 1);
+    for (pl_map_entry_t *e = m->b[i]; e; e = e->next)
+        if (strcmp(e->key, key) == 0) {
+            void *old = e->val;
+            e->val = val;
+            return old;
+        }
+    pl_map_entry_t *e = pl_xmalloc(sizeof(*e));
+    e->key = pl_xstrdup(key);
+    e->val = val;
+    e->next = m->b[i];
+    m->b[i] = e;
+    if (++m->n > m->nb)
+        grow(m);
+    return NULL;
+}
+
+void *pl_map_del(pl_map_t *m, const char *key)
+{
+    pl_map_entry_t **pp = &m->b[hash(key) & (m->nb - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->key, key) == 0) {
+            pl_map_entry_t *e = *pp;
+            void *val = e->val;
+            *pp = e->next;
+            free(e->key);
+            free(e);
+            m->n--;
+            return val;
+        }
+    return NULL;
+}
+
+pl_map_entry_t *pl_map_first(const pl_map_t *m, size_t *i)
+{
+    for (*i = 0; *i < m->nb; (*i)++)
+        if (m->b[*i])
+            return m->b[*i];
+    return NULL;
+}
+
+pl_map_entry_t *pl_map_next(const pl_map_t *m, pl_map_entry_t *e, size_t *i)
+{
+    if (e->next)
+        return e->next;
+    for ((*i)++; *i < m->nb; (*i)++)
+        if (m->b[*i])
+            return m->b[*i];
+    return NULL;
+}
+
+/* ---- message queues ---- */
+
+void pl_mqueue_push(pl_mqueue_t *q, int64_t seq, uint64_t origin_conn, pl_frame_t *f)
+{
+    if (q->n == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 8;
+        q->v = pl_xrealloc(q->v, q->cap * sizeof(*q->v));
+    }
+    q->v[q->n].seq = seq;
+    q->v[q->n].origin_conn = origin_conn;
+    q->v[q->n].f = pl_frame_ref(f);
+    q->n++;
+}
+
+void pl_mqueue_clear(pl_mqueue_t *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        pl_frame_unref(q->v[i].f);
+    free(q->v);
+    q->v = NULL;
+    q->n = q->cap = 0;
+}
+
+/* ---- rooms ---- */
+
+void pl_rooms_init(pl_rooms_t *rs)
+{
+    pl_map_init(&rs->rooms);
+    pl_map_init(&rs->users);
+}
+
+static void room_free(pl_room_t *r)
+{
+    assert(r->members == NULL);
+    for (size_t i = 0; i < r->nusers; i++)
+        free(r->users[i].user);
+    free(r->users);
+    pl_mqueue_clear(&r->pending);
+    free(r->name);
+    free(r);
+}
+
+void pl_rooms_free(pl_rooms_t *rs)
+{
+    size_t i;
+    for (pl_map_entry_t *e = pl_map_first(&rs->rooms, &i); e; e = pl_map_next(&rs->rooms, e, &i))
+        room_free(e->val);
+    for (pl_map_entry_t *e = pl_map_first(&rs->users, &i); e; e = pl_map_next(&rs->users, e, &i)) {
+        pl_user_conns_t *u = e->val;
+        free(u->conns);
+        free(u);
+    }
+    pl_map_clear(&rs->rooms);
+    pl_map_clear(&rs->users);
+}
+
+pl_room_t *pl_room_get(pl_rooms_t *rs, const char *name)
+{
+    return pl_map_get(&rs->rooms, name);
+}
+
+static pl_room_user_t *room_user(const pl_room_t *r, const char *user)
+{
+    for (size_t i = 0; i < r->nusers; i++)
+        if (strcmp(r->users[i].user, user) == 0)
+            return &r->users[i];
+    return NULL;
+}
+
+int pl_room_user_conns(const pl_room_t *r, const char *user)
+{
+    pl_room_user_t *u = room_user(r, user);
+    return u ? u->conns : 0;
+}
+
+pl_member_t *pl_room_member(pl_member_t *list, const char *name)
+{
+    for (pl_member_t *m = list; m; m = m->cnext)
+        if (strcmp(m->room->name, name) == 0)
+            return m;
+    return NULL;
+}
+
+pl_member_t *pl_room_join(pl_rooms_t *rs, const char *name, void *conn, uint64_t conn_id,
+                          const char *user, pl_member_t **list, int *first_conn, int *first_user)
+{
+    *first_conn = *first_user = 0;
+    if (pl_room_member(*list, name))
+        return NULL;
+    pl_room_t *r = pl_map_get(&rs->rooms, name);
+    if (r == NULL) {
+        r = pl_xcalloc(1, sizeof(*r));
+        r->name = pl_xstrdup(name);
+        r->stream = ROOM_WAIT;
+        pl_map_put(&rs->rooms, name, r);
+    }
+    *first_conn = r->nmembers == 0;
+    pl_member_t *m = pl_xcalloc(1, sizeof(*m));
+    m->room = r;
+    m->conn = conn;
+    m->conn_id = conn_id;
+    m->user = user;
+    m->rnext = r->members;
+    if (r->members)
+        r->members->rprev = m;
+    r->members = m;
+    r->nmembers++;
+    m->cnext = *list;
+    if (*list)
+        (*list)->cprev = m;
+    *list = m;
+
+    pl_room_user_t *u = room_user(r, user);
+    if (u == NULL) {
+        if (r->nusers == r->capusers) {
+            r->capusers = r->capusers ? r->capusers * 2 : 4;
+            r->users = pl_xrealloc(r->users, r->capusers * sizeof(*r->users));
+        }
+        u = &r->users[r->nusers++];
+        u->user = pl_xstrdup(user);
+        u->conns = 0;
+    }
+    *first_user = u->conns == 0;
+    u->conns++;
+    return m;
+}
+
+void pl_room_leave(pl_member_t *m, pl_member_t **list, int *last_user, int *empty)
+{
+    pl_room_t *r = m->room;
+    if (m->rprev)
+        m->rprev->rnext = m->rnext;
+    else
+        r->members = m->rnext;
+    if (m->rnext)
+        m->rnext->rprev = m->rprev;
+    r->nmembers--;
+    if (m->cprev)
+        m->cprev->cnext = m->cnext;
+    else
+        *list = m->cnext;
+    if (m->cnext)
+        m->cnext->cprev = m->cprev;
+
+    *last_user = 0;
+    pl_room_user_t *u = room_user(r, m->user);
+    assert(u != NULL);
+    if (--u->conns == 0) {
+        *last_user = 1;
+        free(u->user);
+        *u = r->users[--r->nusers];
+    }
+    *empty = r->nmembers == 0;
+    pl_mqueue_clear(&m->q);
+    free(m);
+}
+
+void pl_room_drop(pl_rooms_t *rs, pl_room_t *r)
+{
+    assert(r->nmembers == 0);
+    pl_map_del(&rs->rooms, r->name);
+    room_free(r);
+}
+
+/* ---- users ---- */
+
+int pl_user_add(pl_rooms_t *rs, const char *user, void *conn)
+{
+    pl_user_conns_t *u = pl_map_get(&rs->users, user);
+    if (u == NULL) {
+        u = pl_xcalloc(1, sizeof(*u));
+        pl_map_put(&rs->users, user, u);
+    }
+    if (u->n == u->cap) {
+        u->cap = u->cap ? u->cap * 2 : 4;
+        u->conns = pl_xrealloc(u->conns, u->cap * sizeof(*u->conns));
+    }
+    u->conns[u->n++] = conn;
+    return u->n == 1;
+}
+
+int pl_user_del(pl_rooms_t *rs, const char *user, void *conn)
+{
+    pl_user_conns_t *u = pl_map_get(&rs->users, user);
+    if (u == NULL)
+        return 0;
+    for (size_t i = 0; i < u->n; i++)
+        if (u->conns[i] == conn) {
+            u->conns[i] = u->conns[--u->n];
+            break;
+        }
+    if (u->n > 0)
+        return 0;
+    pl_map_del(&rs->users, user);
+    free(u->conns);
+    free(u);
+    return 1;
+}
+
+const pl_user_conns_t *pl_user_get(pl_rooms_t *rs, const char *user)
+{
+    return pl_map_get(&rs->users, user);
+}

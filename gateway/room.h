@@ -1,0 +1,148 @@
+/*
+ * The worker's local chat index, kept both ways (STYLE.md): room ->
+ * members and connection -> members, plus user -> connections for DMs and
+ * per-room user counts for presence. Pure bookkeeping: no I/O, no Redis;
+ * cmd.c drives it and bus.c is told when a room or user channel gains its
+ * first or loses its last local member.
+ *
+ * A pl_member_t is the link "this connection is joined to this room"; it
+ * sits on the room's list and on the connection's list at once, so leave
+ * and close update both sides in O(1).
+ */
+#ifndef PL_ROOM_H
+#define PL_ROOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+/* ---- a small string-keyed hash map (chained, power-of-two buckets) ---- */
+typedef struct pl_map_entry {
+    struct pl_map_entry *next;
+    char *key; /* owned by the map */
+    void *val;
+} pl_map_entry_t;
+
+typedef struct pl_map {
+    pl_map_entry_t **b;
+    size_t nb, n;
+} pl_map_t;
+
+void pl_map_init(pl_map_t *m);
+/* Frees the entries and keys (not the values). */
+void pl_map_clear(pl_map_t *m);
+void *pl_map_get(const pl_map_t *m, const char *key);
+/* Inserts or replaces; returns the previous value or NULL. */
+void *pl_map_put(pl_map_t *m, const char *key, void *val);
+/* Removes key; returns its value or NULL. */
+void *pl_map_del(pl_map_t *m, const char *key);
+/* Iteration: for (e = pl_map_first(m, &i); e; e = pl_map_next(m, e, &i));
+ * do not insert or delete while iterating. */
+pl_map_entry_t *pl_map_first(const pl_map_t *m, size_t *i);
+pl_map_entry_t *pl_map_next(const pl_map_t *m, pl_map_entry_t *e, size_t *i);
+
+/* ---- queued live messages (room not ready / member recovering) ---- */
+typedef struct pl_qmsg {
+    int64_t seq;          /* room seq */
+    uint64_t origin_conn; /* local connection to skip, 0 = none */
+    pl_frame_t *f;        /* one reference held by the queue */
+} pl_qmsg_t;
+
+typedef struct pl_mqueue {
+    pl_qmsg_t *v;
+    size_t n, cap;
+} pl_mqueue_t;
+
+/* Appends (takes a new reference on f). */
+void pl_mqueue_push(pl_mqueue_t *q, int64_t seq, uint64_t origin_conn, pl_frame_t *f);
+/* Drops every reference and empties the queue. */
+void pl_mqueue_clear(pl_mqueue_t *q);
+
+struct pl_room;
+
+typedef struct pl_member {
+    struct pl_room *room;
+    void *conn;                  /* the pl_conn_t (opaque here) */
+    uint64_t conn_id;            /* its id, compared with envelope origins */
+    const char *user;            /* owned by the connection's session */
+    struct pl_member *rprev, *rnext; /* on room->members */
+    struct pl_member *cprev, *cnext; /* on the connection's list */
+    int recovering;              /* join with since in flight: live messages go to q */
+    int64_t cursor;              /* highest seq this member has been sent */
+    pl_mqueue_t q;               /* live messages held while recovering */
+} pl_member_t;
+
+typedef struct pl_room_user {
+    char *user;
+    int conns; /* local connections of this user joined to the room */
+} pl_room_user_t;
+
+/* Stream state of a room on this worker, see cmd.c: messages are handed
+ * to members strictly in seq order, each once. */
+enum room_stream {
+    ROOM_WAIT,  /* subscribing, or fetching the base seq / missed messages; live messages queue */
+    ROOM_READY, /* live messages with last_seq+1 are delivered at once */
+};
+
+typedef struct pl_room {
+    char *name;
+    pl_member_t *members;     /* local members, newest first */
+    size_t nmembers;
+    pl_room_user_t *users;    /* distinct local users and their connection counts */
+    size_t nusers, capusers;
+    enum room_stream stream;
+    int have_base;            /* last_seq is known */
+    int64_t last_seq;         /* last seq delivered to this worker's members */
+    int fetching;             /* a base/catch-up fetch is in flight */
+    int subscribed;           /* the channel subscription is confirmed */
+    pl_mqueue_t pending;      /* live messages that arrived while ROOM_WAIT */
+    void *waiters;            /* joins waiting for ROOM_READY (cmd.c's list) */
+    uint64_t gen;             /* incarnation, set by cmd.c: stale fetch replies are ignored */
+} pl_room_t;
+
+typedef struct pl_rooms {
+    pl_map_t rooms; /* name -> pl_room_t */
+    pl_map_t users; /* user -> pl_user_conns_t */
+} pl_rooms_t;
+
+typedef struct pl_user_conns {
+    void **conns; /* pl_conn_t pointers of this user on this worker */
+    size_t n, cap;
+} pl_user_conns_t;
+
+void pl_rooms_init(pl_rooms_t *rs);
+/* Frees every room and user entry; members must already be gone. */
+void pl_rooms_free(pl_rooms_t *rs);
+
+pl_room_t *pl_room_get(pl_rooms_t *rs, const char *name);
+
+/* Joins conn to room name (created if needed). *list is the connection's
+ * member list head. Returns the new member, or NULL if already joined.
+ * *first_conn is set when the room had no local member before (subscribe);
+ * *first_user when this is the user's first local connection in the room
+ * (announce presence). */
+pl_member_t *pl_room_join(pl_rooms_t *rs, const char *name, void *conn, uint64_t conn_id,
+                          const char *user, pl_member_t **list, int *first_conn, int *first_user);
+
+/* The member linking the connection (by its list) to room name, or NULL. */
+pl_member_t *pl_room_member(pl_member_t *list, const char *name);
+
+/* Unlinks and frees m. *last_user is set when it was the user's last
+ * local connection in the room, *empty when the room has no local member
+ * left (the room itself stays until pl_room_drop). */
+void pl_room_leave(pl_member_t *m, pl_member_t **list, int *last_user, int *empty);
+
+/* Frees an empty room and removes it from the index. */
+void pl_room_drop(pl_rooms_t *rs, pl_room_t *r);
+
+/* Local connections of the user in the room (0 if none). */
+int pl_room_user_conns(const pl_room_t *r, const char *user);
+
+/* user -> connections: returns 1 when conn is the user's first local one
+ * (subscribe the user channel) / its last (unsubscribe). */
+int pl_user_add(pl_rooms_t *rs, const char *user, void *conn);
+int pl_user_del(pl_rooms_t *rs, const char *user, void *conn);
+const pl_user_conns_t *pl_user_get(pl_rooms_t *rs, const char *user);
+
+#endif

@@ -1,0 +1,205 @@
+/*
+ * Lua scripts run atomically in Redis (see script.h, docs/protocol.md).
+ *
+ * send: dedupe by client message id, assign the next seq (asking the
+ * caller for a floor when the seq key is missing), build the event JSON
+ * from pre-escaped pieces, keep it in the recent zset, archive it in the
+ * stream, publish the msgpack envelope, remember the cid. Because it all
+ * runs in one script, publish order is seq order.
+ *
+ * presence: heartbeat members "user|node|worker" in a zset scored by
+ * expiry; expired members are pruned on every call and announced as
+ * leave when they were their user's last.
+ */
+#include "script.h"
+#include "util.h"
+
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char send_lua[] =
+    "local seqk, recent, cidk, archive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+    "if ARGV[13] == '1' then\n"
+    "  local prev = redis.call('GET', cidk)\n"
+    "  if prev then return {'dup', prev} end\n"
+    "end\n"
+    "if redis.call('EXISTS', seqk) == 0 then\n"
+    "  if ARGV[1] == '' then return {'noseq'} end\n"
+    "  redis.call('SET', seqk, ARGV[1], 'NX')\n"
+    "end\n"
+    "local seq = redis.call('INCR', seqk)\n"
+    "local t = redis.call('TIME')\n"
+    "local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local seqs = string.format('%d', seq)\n"
+    "local tss = string.format('%d', ts)\n"
+    "local json = '{\"ev\":\"msg\",\"room\":' .. ARGV[3] .. ',\"seq\":' .. seqs .. "
+    "',\"msg_id\":\"' .. ARGV[4] .. '\",\"from\":\"' .. ARGV[5] .. '\",\"text\":' .. ARGV[7] .. "
+    "',\"ts\":' .. tss .. '}'\n"
+    "redis.call('ZADD', recent, seqs, json)\n"
+    "redis.call('ZREMRANGEBYRANK', recent, 0, -(tonumber(ARGV[8]) + 1))\n"
+    "redis.call('PEXPIRE', seqk, ARGV[9])\n"
+    "redis.call('PEXPIRE', recent, ARGV[9])\n"
+    "redis.call('XADD', archive, '*', 'room', ARGV[2], 'seq', seqs, 'msg_id', ARGV[4], "
+    "'from', ARGV[5], 'text', ARGV[6], 'ts', tss)\n"
+    "local env = cmsgpack.pack({1, 'msg', ARGV[2], ARGV[10], tonumber(ARGV[11]), "
+    "tonumber(ARGV[12]), seq, json})\n"
+    "for i = 14, #ARGV do redis.call('PUBLISH', ARGV[i], env) end\n"
+    "local res = seqs .. ' ' .. tss .. ' ' .. ARGV[4]\n"
+    "if ARGV[13] == '1' then redis.call('SET', cidk, res, 'PX', 300000) end\n"
+    "return {'ok', res}\n";
+
+static const char presence_lua[] =
+    "local key = KEYS[1]\n"
+    "local op = ARGV[1]\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local nows = string.format('%d', now)\n"
+    "local exps = string.format('%d', now + tonumber(ARGV[2]))\n"
+    "local function user_of(m) return string.match(m, '^([^|]*)|') end\n"
+    "local function has_user(u)\n"
+    "  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, nows, '+inf')) do\n"
+    "    if user_of(m) == u then return true end\n"
+    "  end\n"
+    "  return false\n"
+    "end\n"
+    "local function announce(u, state, node, worker, conn)\n"
+    "  local json = '{\"ev\":\"presence\",\"room\":' .. ARGV[4] .. ',\"user\":\"' .. u .. "
+    "'\",\"state\":\"' .. state .. '\"}'\n"
+    "  redis.call('PUBLISH', ARGV[5], cmsgpack.pack({1, 'presence', ARGV[3], node, worker, "
+    "conn, 0, json}))\n"
+    "end\n"
+    "local dead = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. nows)\n"
+    "if #dead > 0 then\n"
+    "  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. nows)\n"
+    "  local seen = {}\n"
+    "  for _, m in ipairs(dead) do\n"
+    "    local u = user_of(m)\n"
+    "    if u and not seen[u] then\n"
+    "      seen[u] = true\n"
+    "      if not has_user(u) then announce(u, 'leave', '', -1, 0) end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local node, worker, conn = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "if op == 'join' then\n"
+    "  local present = has_user(ARGV[10])\n"
+    "  redis.call('ZADD', key, exps, ARGV[11])\n"
+    "  redis.call('PEXPIRE', key, ARGV[9])\n"
+    "  if not present then announce(ARGV[10], 'join', node, worker, conn) end\n"
+    "elseif op == 'leave' then\n"
+    "  local was = redis.call('ZREM', key, ARGV[11])\n"
+    "  if was == 1 and not has_user(ARGV[10]) then announce(ARGV[10], 'leave', node, worker, conn) end\n"
+    "elseif op == 'refresh' then\n"
+    "  for i = 10, #ARGV do redis.call('ZADD', key, exps, ARGV[i]) end\n"
+    "  redis.call('PEXPIRE', key, ARGV[9])\n"
+    "elseif op == 'list' then\n"
+    "  return redis.call('ZRANGEBYSCORE', key, nows, '+inf')\n"
+    "end\n"
+    "return 1\n";
+
+static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua};
+static char shas[PL_SCRIPT_COUNT][41];
+
+const char *pl_script_source(pl_script_id_t id)
+{
+    return sources[id];
+}
+
+const char *pl_script_sha(pl_script_id_t id)
+{
+    if (shas[id][0] == '\0') {
+        unsigned char d[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)sources[id], strlen(sources[id]), d);
+        pl_hex(d, sizeof(d), shas[id]);
+    }
+    return shas[id];
+}
+
+/* A call in flight: the full argv is kept so NOSCRIPT can be retried with
+ * EVAL. argv[0] is "EVALSHA", argv[1] the sha, argv[2] the key count. */
+typedef struct call {
+    pl_bus_t *bus;
+    pl_script_id_t id;
+    pl_bus_reply_fn fn;
+    void *arg;
+    int argc;
+    char **argv;
+    size_t *lens;
+    int retried;
+} call_t;
+
+static void call_free(call_t *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    free(c->lens);
+    free(c);
+}
+
+static void on_script_reply(void *arg, redisReply *r)
+{
+    call_t *c = arg;
+    if (r && r->type == REDIS_REPLY_ERROR && !c->retried && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        c->retried = 1;
+        const char **argv = pl_xmalloc(c->argc * sizeof(*argv));
+        size_t *lens = pl_xmalloc(c->argc * sizeof(*lens));
+        for (int i = 0; i < c->argc; i++) {
+            argv[i] = c->argv[i];
+            lens[i] = c->lens[i];
+        }
+        argv[0] = "EVAL";
+        lens[0] = 4;
+        argv[1] = sources[c->id];
+        lens[1] = strlen(sources[c->id]);
+        int rc = pl_bus_command(c->bus, on_script_reply, c, c->argc, argv, lens);
+        free(argv);
+        free(lens);
+        if (rc == 0)
+            return;
+        r = NULL;
+    }
+    c->fn(c->arg, r);
+    call_free(c);
+}
+
+int pl_script_call(pl_bus_t *bus, pl_script_id_t id, int nkeys, const char **keys, int nargs,
+                   const char **args, const size_t *arglens, pl_bus_reply_fn fn, void *arg)
+{
+    if (!pl_bus_ready(bus))
+        return -1;
+    call_t *c = pl_xcalloc(1, sizeof(*c));
+    c->bus = bus;
+    c->id = id;
+    c->fn = fn;
+    c->arg = arg;
+    c->argc = 3 + nkeys + nargs;
+    c->argv = pl_xmalloc(c->argc * sizeof(*c->argv));
+    c->lens = pl_xmalloc(c->argc * sizeof(*c->lens));
+    char nk[16];
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    c->argv[0] = pl_xstrdup("EVALSHA");
+    c->argv[1] = pl_xstrdup(pl_script_sha(id));
+    c->argv[2] = pl_xstrdup(nk);
+    for (int i = 0; i < 3; i++)
+        c->lens[i] = strlen(c->argv[i]);
+    for (int i = 0; i < nkeys; i++) {
+        c->argv[3 + i] = pl_xstrdup(keys[i]);
+        c->lens[3 + i] = strlen(keys[i]);
+    }
+    for (int i = 0; i < nargs; i++) {
+        size_t n = arglens ? arglens[i] : strlen(args[i]);
+        char *p = pl_xmalloc(n + 1);
+        memcpy(p, args[i], n);
+        p[n] = '\0';
+        c->argv[3 + nkeys + i] = p;
+        c->lens[3 + nkeys + i] = n;
+    }
+    if (pl_bus_command(bus, on_script_reply, c, c->argc, (const char **)c->argv, c->lens) < 0) {
+        call_free(c);
+        return -1;
+    }
+    return 0;
+}

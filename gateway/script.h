@@ -1,0 +1,60 @@
+/*
+ * The Lua scripts the gateway runs in Redis, as C strings, and the call
+ * path for them: EVALSHA with the SHA1 computed locally, falling back to
+ * EVAL (which also caches the script) on NOSCRIPT, e.g. after a Redis
+ * restart. docs/protocol.md documents the keys and arguments.
+ */
+#ifndef PL_SCRIPT_H
+#define PL_SCRIPT_H
+
+#include "bus.h"
+
+typedef enum {
+    PL_SCRIPT_SEND,     /* store + archive + publish one message, see script.c */
+    PL_SCRIPT_PRESENCE, /* join/leave/refresh/list a room's presence zset */
+    PL_SCRIPT_COUNT
+} pl_script_id_t;
+
+/* Argument positions of PL_SCRIPT_SEND (ARGV, 0-based here). */
+enum send_arg {
+    SEND_FLOOR,     /* "" = unknown: reply {"noseq"} when the seq key is missing */
+    SEND_ROOM,      /* raw room name */
+    SEND_ROOM_JSON, /* room as a JSON string literal */
+    SEND_MSG_ID,    /* 32 hex digits */
+    SEND_FROM,      /* sender user id (safe characters only) */
+    SEND_TEXT,      /* raw UTF-8 text (archive) */
+    SEND_TEXT_JSON, /* text as a JSON string literal (event) */
+    SEND_KEEP,      /* history_recent */
+    SEND_TTL,       /* history_ttl in ms */
+    SEND_NODE,      /* origin node */
+    SEND_WORKER,    /* origin worker index */
+    SEND_CONN,      /* origin connection id */
+    SEND_USE_CID,   /* "1" when KEYS[3] is a client message id key */
+    SEND_NARGS      /* channels to publish to follow */
+};
+
+/* Argument positions of PL_SCRIPT_PRESENCE. */
+enum presence_arg {
+    PRES_OP,        /* join | leave | refresh | list */
+    PRES_WINDOW,    /* ms a heartbeat keeps a member alive */
+    PRES_ROOM,      /* raw room */
+    PRES_ROOM_JSON, /* room as a JSON string literal */
+    PRES_CHANNEL,   /* room channel for presence events */
+    PRES_NODE,      /* origin node */
+    PRES_WORKER,    /* origin worker */
+    PRES_CONN,      /* origin connection id */
+    PRES_KEY_TTL,   /* ms the presence key lives without refresh */
+    PRES_NARGS      /* join/leave: user, member; refresh: members... */
+};
+
+const char *pl_script_source(pl_script_id_t id);
+/* 40 lowercase hex digits. */
+const char *pl_script_sha(pl_script_id_t id);
+
+/* Runs script id with keys and args (copied). Returns -1 at once when
+ * Redis is down (fn not called), else fn gets the reply (NULL when the
+ * connection dropped) exactly once. */
+int pl_script_call(pl_bus_t *bus, pl_script_id_t id, int nkeys, const char **keys, int nargs,
+                   const char **args, const size_t *arglens, pl_bus_reply_fn fn, void *arg);
+
+#endif
