@@ -66,7 +66,7 @@ struct pl_conn_private {
     unsigned opened : 1;      /* pl_proto_open was called; pl_proto_closed is owed */
     unsigned awaiting_pong : 1;
     unsigned peer_closed : 1; /* the peer's close frame arrived */
-    unsigned http_reply : 1;  /* CLOSING after a plain HTTP response: linger then close */
+    unsigned linger : 1;      /* after flushing: half-close and discard input until EOF (HTTP reply, failed WebSocket) */
     unsigned discard : 1;     /* ignore further input (after an error or an HTTP reply) */
     unsigned logged : 1;      /* the one death line was written */
 };
@@ -250,10 +250,12 @@ static void after_flush(pl_conn_t *c)
     struct pl_conn_private *p = c->priv;
     if (c->state != CONN_CLOSING)
         return;
-    if (p->http_reply) {
-        /* Lingering close: half-close and wait for the client's EOF, so a
-         * request byte still in flight cannot turn into an RST that
-         * destroys the response. Bounded by the close timer. */
+    if (p->linger) {
+        /* Lingering close: half-close and wait for the client's EOF, so
+         * bytes still in flight from it cannot turn into an RST that
+         * destroys our response or close frame. Bounded by the close
+         * timer. Used after HTTP replies and after failing a WebSocket
+         * (RFC 6455 7.1.7), where the input can no longer be parsed. */
         shutdown(p->fd, SHUT_WR);
         p->discard = 1;
     } else if (p->peer_closed) {
@@ -390,7 +392,7 @@ static void http_reply(pl_conn_t *c, int status, const char *ctype, const void *
     conn_send(c, head, hlen);
     if (len > 0)
         conn_send(c, body, len);
-    p->http_reply = 1;
+    p->linger = 1;
     p->discard = 1;
     conn_set_state(c, CONN_CLOSING);
     timer_arm(c, c->w->cfg->close_timeout);
@@ -440,7 +442,7 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
             evbuffer_add_buffer(p->out, body);
             c->out_bytes += len;
             evbuffer_free(body);
-            p->http_reply = 1;
+            p->linger = 1;
             p->discard = 1;
             conn_set_state(c, CONN_CLOSING);
             timer_arm(c, cfg->close_timeout);
@@ -580,6 +582,7 @@ static size_t process(pl_conn_t *c, uint8_t *buf, size_t len)
             break;
         if (r != PL_OK) {
             p->discard = 1; /* the stream cannot be trusted after a framing error */
+            p->linger = 1;
             if (c->state == CONN_OPEN)
                 pl_conn_close(c, (uint16_t)r, "websocket protocol error");
             return len;
@@ -642,6 +645,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         return;
     size_t left = p->discard ? 0 : total - done;
     if (left > 0 && left > (size_t)c->w->cfg->max_message_size + 65536) {
+        p->discard = 1;
+        p->linger = 1;
         pl_conn_close(c, PL_WS_CLOSE_TOO_BIG, "input buffer over limit");
         left = 0;
     }
@@ -693,7 +698,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     case CONN_CLOSING:
-        conn_shut(c, p->http_reply ? PL_LOG_DEBUG : PL_LOG_INFO, "close timeout");
+        conn_shut(c, p->linger ? PL_LOG_DEBUG : PL_LOG_INFO, "close timeout");
         return;
     case CONN_CLOSED:
         return;
