@@ -79,8 +79,8 @@ unit_in() {  # DIR
   make -C "$1" -j"$JOBS" tests/unit/run-unit && (cd "$1" && ./tests/unit/run-unit)
 }
 
-integration_in() {  # DIR
-  PARLEY_BUILD_DIR=$ROOT/$1 "$PY" -m pytest tests/integration
+integration_in() {  # DIR (no __pycache__: it would end up in the dist tarball)
+  PYTHONDONTWRITEBYTECODE=1 PARLEY_BUILD_DIR=$ROOT/$1 "$PY" -m pytest tests/integration
 }
 
 # ---- 1. toolchain and libraries
