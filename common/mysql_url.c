@@ -46,8 +46,8 @@ static char *decode(const char *s, size_t n)
 
 static int fail(pl_mysql_url_t *u, char *err, size_t errlen, const char *fmt, const char *arg)
 {
+    snprintf(err, errlen, fmt, arg); /* before the free: arg may point into u */
     pl_mysql_url_free(u);
-    snprintf(err, errlen, fmt, arg);
     return -1;
 }
 
