@@ -461,10 +461,6 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
     char accept[29];
     enum pl_hs_reason reason;
     int status = pl_http_check_upgrade(req, cfg->origins, accept, &reason);
-    if (status == 0 && c->w->draining) {
-        status = 503;
-        reason = PL_HS_DRAINING;
-    }
     if (status != 0) {
         http_fail(c, status, reason, req->path, req->path_len);
         return req->head_len;
@@ -480,6 +476,13 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
     conn_set_state(c, CONN_OPEN);
     timer_arm(c, cfg->ping_interval);
     pl_conn_log(c, PL_LOG_DEBUG, "websocket open\tpath=\"%.*s\"", (int)req->path_len, req->path);
+    if (c->w->draining) {
+        /* Accepted just before the drain began: finish the handshake and
+         * say "going away" like to every other client, so it reconnects
+         * (to the worker that replaces us) instead of seeing an error. */
+        pl_conn_close(c, PL_WS_CLOSE_GOING_AWAY, "server draining");
+        return req->head_len;
+    }
     if (kind == KIND_CHAT) {
         p->opened = 1;
         pl_proto_open(c);
@@ -751,7 +754,7 @@ void pl_conn_go_away(pl_conn_t *c)
     if (c->state == CONN_OPEN)
         pl_conn_close(c, PL_WS_CLOSE_GOING_AWAY, "server draining");
     else if (c->state == CONN_HTTP && c->priv->in_len == 0)
-        conn_shut(c, PL_LOG_DEBUG, "server draining");
+        timer_arm(c, 1000); /* just accepted: its request is on the way, but don't wait long */
 }
 
 void pl_conn_free(pl_conn_t *c)

@@ -59,9 +59,9 @@ struct sockaddr;
 /* Takes over an accepted non-blocking socket: state HTTP, handshake timer
  * armed, linked on the worker's open list. */
 pl_conn_t *pl_conn_new(struct pl_worker *w, int fd, const struct sockaddr *sa);
-/* Worker draining: an open WebSocket gets close 1001, an HTTP client that
- * has sent nothing yet is dropped, one mid-request may finish (and gets
- * 503 for an upgrade or /healthz). */
+/* Worker draining: an open WebSocket gets close 1001; an HTTP client may
+ * finish its request (/healthz then answers 503, an upgrade completes and
+ * is closed with 1001 at once); one that has sent nothing yet gets 1 s. */
 void pl_conn_go_away(pl_conn_t *c);
 /* Drops the connection now (state CLOSED), logging why. */
 void pl_conn_abort(pl_conn_t *c, const char *why);

@@ -39,7 +39,7 @@ static const char *const hs_names[PL_HS_NREASONS] = {
     [PL_HS_NOT_FOUND] = "not_found",     [PL_HS_METHOD] = "method",
     [PL_HS_NOT_UPGRADE] = "not_upgrade", [PL_HS_BAD_KEY] = "bad_key",
     [PL_HS_BAD_VERSION] = "bad_version", [PL_HS_ORIGIN] = "origin",
-    [PL_HS_TIMEOUT] = "timeout",         [PL_HS_DRAINING] = "draining",
+    [PL_HS_TIMEOUT] = "timeout",
 };
 
 const char *pl_metrics_hs_reason_name(enum pl_hs_reason r)

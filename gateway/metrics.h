@@ -36,7 +36,6 @@ enum pl_hs_reason {
     PL_HS_BAD_VERSION, /* 426: Sec-WebSocket-Version is not 13 */
     PL_HS_ORIGIN,      /* 403: Origin not in the allow-list */
     PL_HS_TIMEOUT,     /* handshake_timeout passed without a complete head */
-    PL_HS_DRAINING,    /* 503: upgrade refused while draining */
     PL_HS_NREASONS
 };
 
