@@ -30,8 +30,20 @@ SQL_DIR = os.path.join(pl.REPO, "deploy", "sql")
 HOSTILE_ROOM = "it's \"q\" \\ 😀 %_"
 
 
+_made = []
+
+
 def dbcheck_bin():
+    """The driver: a check program, which a plain `make` does not build, so
+    it is made here (once per session) when the build dir has a Makefile."""
     path = os.path.join(pl.build_dir(), "tests", "dbcheck", "dbcheck")
+    if not _made and os.path.exists(os.path.join(pl.build_dir(), "Makefile")):
+        r = subprocess.run(["make", "-s", "-C", pl.build_dir(), "tests/dbcheck/dbcheck"],
+                           capture_output=True, text=True, timeout=600)
+        _made.append(None if r.returncode == 0 else
+                     f"make tests/dbcheck/dbcheck failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+    if _made and _made[0]:
+        raise pl.Failure(_made[0])
     if not os.access(path, os.X_OK):
         raise pl.Failure(f"{path} not found: it is a check program, build it with `make check` "
                          f"(or `make tests/dbcheck/dbcheck`) in {pl.build_dir()}")
