@@ -18,7 +18,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: parley-gateway [-c FILE] [--check-config] [--help] [--key value ...]\n"
                  "  -c FILE           read the config file (key = value lines)\n"
                  "  --check-config    validate the configuration and exit (0 ok, 2 bad)\n"
-                 "  --help            show this help\n"
+                 "  -h, --help        show this help\n"
                  "keys (file key, PARLEY_<KEY> env, --key flag):\n");
     pl_config_usage(pl_gw_options, out);
 }
@@ -27,7 +27,7 @@ int main(int argc, char **argv)
 {
     const char *file = NULL;
     int check = 0, nrest = 0;
-    char **rest = calloc((size_t)argc + 1, sizeof(char *));
+    char *rest[argc + 1];
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
             if (i + 1 >= argc) {
@@ -49,6 +49,7 @@ int main(int argc, char **argv)
     char err[512];
     if (pl_config_load(pl_gw_options, &cfg, file, nrest, rest, err, sizeof(err)) < 0) {
         fprintf(stderr, "parley-gateway: %s\n", err);
+        pl_config_free(pl_gw_options, &cfg);
         return 2;
     }
     if (check) {
@@ -58,7 +59,5 @@ int main(int argc, char **argv)
     }
     pl_log_level = pl_log_level_parse(cfg.log_level);
     pl_log_init("gateway", -1);
-    int status = pl_master_run(&cfg, file, nrest, rest);
-    free(rest);
-    return status;
+    return pl_master_run(&cfg, file, nrest, rest);
 }

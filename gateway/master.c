@@ -404,8 +404,12 @@ int pl_master_run(pl_gw_config_t *initial, const char *file, int argc, char **ar
     signal(SIGPIPE, SIG_IGN);
 
     slots = pl_xcalloc((size_t)nslots, sizeof(*slots));
-    if (open_sockets() < 0 || pl_metrics_create(nslots) < 0)
+    if (open_sockets() < 0 || pl_metrics_create(nslots) < 0) {
+        pl_config_free(pl_gw_options, cfg);
+        free(cfg);
+        free(slots);
         return 1;
+    }
     pl_log_info("master started\tworkers=%d", nslots);
     for (int i = 0; i < nslots; i++)
         spawn(i);
