@@ -28,6 +28,9 @@ target_deps() {
   fuzz_ws)
     SRCS=(common/ws.c common/util.c common/log.c)
     LIBS=(-lcrypto) ;;
+  fuzz_http)
+    SRCS=(gateway/http.c common/ws.c common/util.c common/log.c)
+    LIBS=(-lcrypto) ;;
   *)
     echo "fuzz.sh: no source list for $1: add it to target_deps() in scripts/fuzz.sh" >&2
     return 1 ;;
