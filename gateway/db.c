@@ -118,6 +118,7 @@ struct pl_db {
     uint64_t retry_at;      /* monotonic ms: no connect attempt before this (backoff) */
     unsigned backoff_ms;    /* 0 while the last connect succeeded */
     int in_callback;        /* a user callback is running (pl_db_free is not allowed) */
+    int closing;            /* inside pl_db_free: new requests end with PL_DB_ECLOSED */
     pl_db_stats_t st;       /* counters; the "now" fields are computed in pl_db_get_stats */
 };
 
@@ -140,6 +141,8 @@ const char *pl_db_status_name(int status)
         return "lost";
     case PL_DB_EBUSY:
         return "busy";
+    case PL_DB_ECLOSED:
+        return "closed";
     }
     return "unknown";
 }
@@ -773,23 +776,29 @@ void pl_db_free(pl_db_t *db)
     pl_db_req_t *req;
     if (db == NULL)
         return;
-    assert(db->in_callback == 0);
+    assert(db->in_callback == 0 && !db->closing);
+    db->closing = 1;
+    /* Detach everything and close the sessions before any callback runs, so
+     * callbacks find a pool with nothing left to run. */
     for (int i = 0; i < db->nconns; i++) {
         struct conn *c = &db->conns[i];
-        if (c->req) {
-            req_free(c->req);
+        if ((req = c->req) != NULL) {
             c->req = NULL;
+            fail_later(req, PL_DB_ECLOSED);
         }
         conn_drop(c);
         free(c->sql);
+        c->sql = NULL;
     }
     while ((req = TAILQ_FIRST(&db->queue)) != NULL) {
         TAILQ_REMOVE(&db->queue, req, link);
-        req_free(req);
+        db->nqueued--;
+        fail_later(req, PL_DB_ECLOSED);
     }
+    /* Requests submitted by these callbacks land on db->failed too. */
     while ((req = TAILQ_FIRST(&db->failed)) != NULL) {
         TAILQ_REMOVE(&db->failed, req, link);
-        req_free(req);
+        fail(req, req->status);
     }
     event_del(&db->kick);
     pl_mysql_url_free(&db->url);
@@ -814,6 +823,10 @@ static pl_db_req_t *submit(pl_db_t *db, enum req_kind kind, const char *key, siz
 static pl_db_req_t *enqueue(pl_db_req_t *req)
 {
     pl_db_t *db = req->db;
+    if (db->closing) {
+        fail_later(req, PL_DB_ECLOSED);
+        return req;
+    }
     if (db->nqueued >= PL_DB_QUEUE_MAX) {
         fail_later(req, PL_DB_EBUSY);
         return req;

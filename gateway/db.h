@@ -9,9 +9,9 @@
  * database is down or hung. No MySQL types appear here: results reach the
  * callbacks as plain C data.
  *
- * Callbacks are always called later from the event loop, never from inside
- * the call that submitted the request, and exactly once per request unless
- * it is cancelled or the pool is freed first.
+ * Callbacks are always called later (from the event loop, or from
+ * pl_db_free), never from inside the call that submitted the request, and
+ * exactly once per request unless it is cancelled.
  */
 #ifndef PL_DB_H
 #define PL_DB_H
@@ -43,6 +43,7 @@ enum pl_db_status {
     PL_DB_EQUERY = -3,   /* the server rejected the query (e.g. no such table) */
     PL_DB_ELOST = -4,    /* the connection died during the query */
     PL_DB_EBUSY = -5,    /* PL_DB_QUEUE_MAX requests already waiting */
+    PL_DB_ECLOSED = -6,  /* pl_db_free ran while the request was pending */
 };
 
 /* A short name for a status ("ok", "down", "timeout", ...). */
@@ -76,9 +77,12 @@ typedef void (*pl_db_exec_cb)(void *arg, int status, uint64_t nrows);
  * NULL, with an error logged, if the URL does not parse. */
 pl_db_t *pl_db_new(struct event_base *base, const char *mysql_url, int pool_size);
 
-/* Closes every connection and frees the pool. Pending requests are dropped
- * WITHOUT calling their callbacks, and their handles become invalid. Must
- * not be called from inside a pl_db callback. NULL is a no-op. */
+/* Closes every connection, then calls the callback of every pending request
+ * (queued or running) with PL_DB_ECLOSED, from inside this call, and frees
+ * the pool. A request submitted from one of those callbacks also ends with
+ * PL_DB_ECLOSED before this returns (so do not resubmit on that status);
+ * cancelling another pending one still works. Must not be called from
+ * inside a pl_db callback. NULL is a no-op. */
 void pl_db_free(pl_db_t *db);
 
 /* The request functions copy room (room_len bytes, any content: it is sent

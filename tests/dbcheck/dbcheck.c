@@ -10,7 +10,8 @@
  *     timer [SQL]                  SQL (default SELECT SLEEP(1)) while a 10 ms
  *                                  timer ticks: the loop must not block
  *     cancel ROOM                  cancelled requests never call back
- *     free ROOM                    pl_db_free with requests queued and running
+ *     free ROOM                    pl_db_free with requests queued and running:
+ *                                  each ends once with "closed"
  *     repl                         commands from stdin, "ID maxseq ROOM",
  *                                  "ID history ROOM BEFORE LIMIT", "ID exec SQL",
  *                                  "ID stats"; answers as they complete
@@ -255,13 +256,44 @@ static void on_cancel_after(evutil_socket_t fd, short what, void *arg)
 
 /* ---- free ---------------------------------------------------------------------------- */
 
+static int closed_calls;
+static pl_db_req_t *free_victim; /* cancelled from the first "closed" history callback */
+static int free_resubmitted;
+
+static void on_free_history(void *arg, int status, const pl_db_row_t *rows, size_t n)
+{
+    if (status != PL_DB_ECLOSED) {
+        unwanted++;
+        return;
+    }
+    closed_calls++;
+    if (free_victim) {
+        pl_db_cancel(free_victim);
+        free_victim = NULL;
+    }
+    if (!free_resubmitted) {
+        /* Submitting while the pool is being freed: ends "closed" too. */
+        free_resubmitted = 1;
+        pl_db_history(db, "x", 1, 10, 10, on_free_history, NULL);
+    }
+}
+
+static void on_free_exec(void *arg, int status, uint64_t nrows)
+{
+    if (status != PL_DB_ECLOSED)
+        unwanted++;
+    else
+        closed_calls++;
+}
+
 static void on_free_now(evutil_socket_t fd, short what, void *arg)
 {
     pl_db_stats_t s;
     pl_db_get_stats(db, &s);
     pl_db_free(db);
     db = NULL;
-    printf("{\"op\":\"free\",\"freed_busy\":%u,\"freed_queued\":%u}\n", s.busy, s.queued);
+    printf("{\"op\":\"free\",\"freed_busy\":%u,\"freed_queued\":%u,\"closed\":%d}\n", s.busy,
+           s.queued, closed_calls);
     fflush(stdout);
 }
 
@@ -408,10 +440,10 @@ int main(int argc, char **argv)
         event_add(t2, &(struct timeval){0, 600 * 1000});
     } else if (strcmp(cmd, "free") == 0 && nargs == 1 && (s = arg_bytes(args[0], &len))) {
         static const char sleep_sql[] = "SELECT SLEEP(0.5)";
-        pl_db_exec(db, sleep_sql, sizeof(sleep_sql) - 1, on_unwanted_exec, NULL);
-        pl_db_exec(db, sleep_sql, sizeof(sleep_sql) - 1, on_unwanted_exec, NULL);
+        pl_db_exec(db, sleep_sql, sizeof(sleep_sql) - 1, on_free_exec, NULL);
+        pl_db_exec(db, sleep_sql, sizeof(sleep_sql) - 1, on_free_exec, NULL);
         for (int i = 0; i < 5; i++)
-            pl_db_history(db, s, len, UINT64_MAX, 10, on_unwanted_history, NULL);
+            free_victim = pl_db_history(db, s, len, UINT64_MAX, 10, on_free_history, NULL);
         t1 = evtimer_new(base, on_free_now, NULL);
         t2 = evtimer_new(base, on_free_done, NULL);
         event_add(t1, &(struct timeval){0, 200 * 1000});
@@ -450,8 +482,11 @@ int main(int argc, char **argv)
         print_stats();
         printf("}\n");
     } else if (strcmp(cmd, "free") == 0) {
-        printf("{\"op\":\"free\",\"status\":\"%s\",\"unwanted\":%d}\n", unwanted ? "fail" : "ok",
-               unwanted);
+        /* 2 running + 5 queued - 1 cancelled + 1 submitted during the free */
+        if (closed_calls != 7)
+            failures++;
+        printf("{\"op\":\"free\",\"status\":\"%s\",\"unwanted\":%d,\"closed\":%d}\n",
+               unwanted || failures ? "fail" : "ok", unwanted, closed_calls);
     } else if (strcmp(cmd, "repl") == 0 && stdin_eof) {
         printf("{\"op\":\"eof\",\"pending\":%d}\n", pending);
     }

@@ -354,12 +354,15 @@ def test_cancelled_requests_never_call_back(archive):
     assert lines[-1]["status"] == "ok" and lines[-1]["unwanted"] == 0, lines
 
 
-def test_free_with_requests_queued_and_running(archive):
+def test_free_ends_pending_requests_with_closed(archive):
     rc, lines, err = run(archive.url, "free", hexarg("f"))
     assert rc == 0, (lines, err)
     freed = [x for x in lines if "freed_busy" in x][0]
     assert freed["freed_busy"] >= 1 and freed["freed_queued"] >= 1, lines
-    assert lines[-1]["unwanted"] == 0
+    # every pending request called back once with "closed" (one was cancelled
+    # from such a callback, one submitted from one), and nothing after the free
+    assert freed["closed"] == 7, lines
+    assert lines[-1]["status"] == "ok" and lines[-1]["unwanted"] == 0, lines
 
 
 # ---------------------------------------------------------------- a database that goes away
