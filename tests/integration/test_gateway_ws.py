@@ -5,6 +5,7 @@ opcode) with the websockets library and with hand-made frames; plus the
 /ws rules that need no chat protocol (binary -> 1003) and server pings.
 """
 import asyncio
+import socket
 import time
 
 import pytest
@@ -306,3 +307,33 @@ async def test_websockets_client_keepalive(gateway):
         await asyncio.sleep(1.0)
         await c.send("still here")
         assert await c.recv() == "still here"
+
+
+# ------------------------------------------------------------ slow consumers
+
+def test_slow_consumer_closed_1013_with_whole_frames(gateway):
+    gw = gateway(echo_path="/echo", max_message_size="1m", send_buffer_limit="256k")
+    r = pl.RawWS(gw.port, timeout=10)
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    assert r.upgrade("/echo")[0] == 101
+    payload = bytes(range(256)) * 256  # 64 KiB
+    sent = 0
+    try:
+        for _ in range(64):  # 4 MiB of echoes the client does not read
+            r.send_frame(pl.OP_BINARY, payload)
+            sent += 1
+    except OSError:
+        pass  # the server may already have given up on us
+    frames = 0
+    while True:  # what arrives is whole frames, then the 1013 close frame
+        f = r.recv_frame(timeout=10)
+        if f.opcode == pl.OP_CLOSE:
+            assert pl.decode_close(f.payload)[0] == 1013
+            break
+        assert f.opcode == pl.OP_BINARY and f.payload == payload
+        frames += 1
+    assert frames < sent
+    r.close()
+    status, _, body = gw.http_get("/metrics")
+    assert 'parley_close_codes_sent_total{code="1013"} 1' in body.decode()
+    assert "send buffer over limit" in gw.log_text()
