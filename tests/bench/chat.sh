@@ -140,25 +140,46 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --d
 REDIS_PID=$!
 wait_redis "$REDIS_PORT" || { echo "chat.sh: redis did not come up" >&2; cat "$TMP/redis.log" >&2; exit 1; }
 
-URLS=
-for node in 1 2; do
-    port=$(free_port)
-    "$GW" --listen "127.0.0.1:$port" --workers 2 --node-id "bench$node" \
-        --token-secret "$SECRET" --redis-url "redis://127.0.0.1:$REDIS_PORT/0" \
-        --rate-limit 1000000 --rate-burst 1000000 --send-buffer-limit 64m \
-        --log-level warn >"$TMP/gateway$node.log" 2>&1 &
-    GW_PIDS+=($!)
-    wait_healthz "$port" || { echo "chat.sh: gateway $node did not come up" >&2; cat "$TMP/gateway$node.log" >&2; exit 1; }
-    URLS=${URLS:+$URLS,}ws://127.0.0.1:$port/ws
-done
+# Fresh gateway nodes for every scenario run, so memory retained by one
+# run's allocator does not hide the next run's growth.
+start_gateways() {
+    local node port
+    URLS=
+    GW_PIDS=()
+    for node in 1 2; do
+        port=$(free_port)
+        "$GW" --listen "127.0.0.1:$port" --workers 2 --node-id "bench$node" \
+            --token-secret "$SECRET" --redis-url "redis://127.0.0.1:$REDIS_PORT/0" \
+            --rate-limit 1000000 --rate-burst 1000000 --send-buffer-limit 64m \
+            --log-level warn >>"$TMP/gateway$node.log" 2>&1 &
+        GW_PIDS+=($!)
+        wait_healthz "$port" || { echo "chat.sh: gateway $node did not come up" >&2; cat "$TMP/gateway$node.log" >&2; exit 1; }
+        URLS=${URLS:+$URLS,}ws://127.0.0.1:$port/ws
+    done
+    sleep 0.5
+}
+
+stop_gateways() {
+    local p
+    for p in "${GW_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${GW_PIDS[@]}"; do
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    GW_PIDS=()
+}
+
 TCK=$(getconf CLK_TCK)
-echo "chat.sh: redis :$REDIS_PORT, gateways $URLS (2 workers each), generator on the same 2 CPUs"
+echo "chat.sh: redis :$REDIS_PORT, 2 gateway nodes x 2 workers (fresh per scenario run)," \
+    "generator on the same 2 CPUs"
 
 declare -A ALL
 run_scenario() {
     local name=$1 run=$2
     shift 2
     local before_rss ready_rss cpu0 cpu1 rcpu0 rcpu1
+    start_gateways
     rm -f "$TMP/ready"
     before_rss=$(rss_kib)
     timeout $((DURATION + 200)) "$LOAD" "$name" -u "$URLS" -s "$SECRET" -d "$DURATION" \
@@ -186,6 +207,7 @@ run_scenario() {
     res=$(grep '^RESULT' "$TMP/$name.out" || true)
     if [ -z "$res" ]; then
         echo "chat.sh: $name run $run produced no result (exit $rc)" >&2
+        stop_gateways
         return 1
     fi
     local ready deliv rate loss p50 p99 cpu_per_m rss_per rcpu_per_m
@@ -195,10 +217,12 @@ run_scenario() {
     loss=$(field loss "$res")
     p50=$(field lat_p50_us "$res")
     p99=$(field lat_p99_us "$res")
+    local gen_cpu
+    gen_cpu=$(field gen_cpu_s "$res")
     cpu_per_m=$(awk -v c=$((cpu1 - cpu0)) -v t="$TCK" -v d="$deliv" \
-        'BEGIN {printf "%.2f", d > 0 ? c / t / d * 1e6 : 0}')
+        'BEGIN {printf "%.2f", (d > 0 ? c / t / d * 1e6 : 0)}')
     rcpu_per_m=$(awk -v c=$((rcpu1 - rcpu0)) -v t="$TCK" -v d="$deliv" \
-        'BEGIN {printf "%.2f", d > 0 ? c / t / d * 1e6 : 0}')
+        'BEGIN {printf "%.2f", (d > 0 ? c / t / d * 1e6 : 0)}')
     rss_per=$(((ready_rss - before_rss) * 1024 / (ready > 0 ? ready : 1)))
     local alive=yes p
     for p in "${GW_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || alive=no; done
@@ -206,15 +230,14 @@ run_scenario() {
         "gateway_cpu_s_per_M_deliveries=$cpu_per_m (redis $rcpu_per_m)" \
         "gateway_rss_per_joined_conn=${rss_per}B (${before_rss}->${ready_rss} KiB)" \
         "gateway_cpu_s=$(awk -v c=$((cpu1 - cpu0)) -v t="$TCK" 'BEGIN {printf "%.2f", c / t}')" \
-        "gateways_alive=$alive"
+        "generator_cpu_s=$gen_cpu gateways_alive=$alive"
     ALL[$name.rate]+="$rate "
     ALL[$name.loss]+="$loss "
     ALL[$name.p50]+="$p50 "
     ALL[$name.p99]+="$p99 "
     ALL[$name.cpu]+="$cpu_per_m "
     ALL[$name.rss]+="$rss_per "
-    # Let the gateways finish the close handshakes before the next sample.
-    sleep 2
+    stop_gateways
 }
 
 for run in $(seq "$RUNS"); do

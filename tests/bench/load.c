@@ -79,6 +79,9 @@ typedef struct client {
     pub_t *pub;        /* NULL unless this member publishes */
     uint64_t *last;    /* per room slot: highest counter + 1 seen from it */
     uint64_t start_ns; /* launch time, for handshake latency */
+    uint64_t got;      /* deliveries received (other members' messages) */
+    uint64_t events;   /* other events received */
+    uint64_t ooo;      /* out-of-order deliveries received */
 } client_t;
 
 typedef struct room {
@@ -157,6 +160,15 @@ static hist_t lat_hist, ack_hist, hs_hist;
 static struct event *tick_ev, *phase_ev, *deadline_ev;
 static int closing_all, exit_code;
 static int live; /* connections not yet ended */
+
+/* CPU seconds this process has used (user + system). */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 static uint64_t mono_ns(void)
 {
@@ -411,11 +423,20 @@ static void handle_delivery(client_t *cl, const char *s, const char *end)
         st.deliveries_window++;
     st.last_delivery_ns = now;
     from->pub->count[ctr]++;
+    cl->got++;
     uint64_t *last = &cl->last[from->slot];
-    if (ctr + 1 <= *last)
+    if (ctr + 1 <= *last) {
         st.out_of_order++;
-    else
+        cl->ooo++;
+        if (opt.verbose && st.out_of_order <= 20)
+            fprintf(stderr,
+                    "out of order: member %d (url %d) got %d#%" PRIu64 " after %d#%" PRIu64
+                    " (publisher on url %d), %.3f s into sending\n",
+                    cl->idx, cl->idx % opt.ntargets, from->idx, ctr, from->idx, *last - 1,
+                    from->idx % opt.ntargets, (double)(now - t_send_start) / 1e9);
+    } else {
         *last = ctr + 1;
+    }
 }
 
 static void handle_reply(client_t *cl, json_int_t id, json_t *j)
@@ -487,6 +508,15 @@ static void on_message(pl_wsclient_t *ws, void *arg, int opcode, const uint8_t *
     const char *m = memmem(p, n, mark, sizeof(mark) - 1);
     if (m) {
         handle_delivery(cl, m + sizeof(mark) - 1, (const char *)p + n);
+        return;
+    }
+    /* Other events (presence on every join: O(members^2) while a big
+     * room fills up) are only counted, without parsing. */
+    static const char evmark[] = "{\"ev\":\"";
+    if (n > sizeof(evmark) && memcmp(p, evmark, sizeof(evmark) - 1) == 0 &&
+        memcmp(p + sizeof(evmark) - 1, "msg\"", 4) != 0) {
+        st.other_events++;
+        cl->events++;
         return;
     }
     json_error_t err;
@@ -596,11 +626,11 @@ static void on_hold_end(evutil_socket_t fd, short what, void *arg)
            " open_at_end=%d died=%" PRIu64 " handshakes_per_s=%.0f setup_s=%.3f"
            " hs_p50_us=%" PRIu64 " hs_p99_us=%" PRIu64 " hs_max_us=%" PRIu64
            " connect_fail=%" PRIu64 " handshake_fail=%" PRIu64 " auth_fail=%" PRIu64
-           " first_death=%s\n",
+           " gen_cpu_s=%.2f first_death=%s\n",
            nclients, st.opened, st.ready, failed, open, st.died,
            secs > 0 ? (double)st.ready / secs : 0.0, secs, hist_pct(&hs_hist, 0.5),
            hist_pct(&hs_hist, 0.99), hs_hist.max, st.connect_fail, st.handshake_fail, st.auth_fail,
-           st.first_death[0] ? st.first_death : "-");
+           self_cpu_s(), st.first_death[0] ? st.first_death : "-");
     fflush(stdout);
     if (open != nclients)
         exit_code = 1;
@@ -767,6 +797,34 @@ static void report_and_close(void)
             }
         }
     }
+    /* Which receivers fell short: a stalled connection shows up here. */
+    uint64_t *room_acked = pl_xcalloc((size_t)nrooms, sizeof(*room_acked));
+    for (int i = 0; i < nclients; i++)
+        if (clients[i].pub)
+            for (uint64_t c = 0; c < clients[i].pub->n; c++)
+                room_acked[clients[i].room] += clients[i].pub->acked[c] == 1;
+    int shown = 0, short_members = 0;
+    for (int i = 0; i < nclients; i++) {
+        client_t *cl = &clients[i];
+        if (cl->state != CL_READY)
+            continue;
+        uint64_t own = 0;
+        if (cl->pub)
+            for (uint64_t c = 0; c < cl->pub->n; c++)
+                own += cl->pub->acked[c] == 1;
+        uint64_t want = room_acked[cl->room] - own;
+        if (cl->got >= want)
+            continue;
+        short_members++;
+        if (shown++ < 5)
+            printf("short: member %d (url %d, room %d) got %" PRIu64 " of %" PRIu64
+                   " messages, %" PRIu64 " other events, %zu bytes unsent\n",
+                   i, i % opt.ntargets, cl->room, cl->got, want, cl->events,
+                   cl->ws ? pl_wsclient_pending(cl->ws) : (size_t)0);
+    }
+    free(room_acked);
+    if (short_members)
+        printf("short: %d member(s) received fewer messages than expected\n", short_members);
     double secs = (double)(t_send_end - t_send_start) / 1e9;
     double rate = secs > 0 ? (double)st.deliveries_window / secs : 0;
     uint64_t errors = st.connect_fail + st.handshake_fail + st.auth_fail + st.join_fail +
@@ -793,12 +851,13 @@ static void report_and_close(void)
            " expected=%" PRIu64 " loss=%" PRIu64 " dup=%" PRIu64 " ooo=%" PRIu64
            " unacked_deliveries=%" PRIu64 " lat_p50_us=%" PRIu64 " lat_p99_us=%" PRIu64
            " lat_p999_us=%" PRIu64 " lat_max_us=%" PRIu64 " ack_p50_us=%" PRIu64
-           " ack_p99_us=%" PRIu64 " errors=%" PRIu64 " died=%" PRIu64 " send_window_s=%.3f\n",
+           " ack_p99_us=%" PRIu64 " errors=%" PRIu64 " died=%" PRIu64 " send_window_s=%.3f"
+           " gen_cpu_s=%.2f\n",
            opt.mode == MODE_FANOUT ? "fanout" : "rooms", nclients, st.ready, st.sent, st.acked,
            st.rejected, st.deliveries, rate, expected, loss, dup, st.out_of_order, unacked_deliv,
            hist_pct(&lat_hist, 0.5), hist_pct(&lat_hist, 0.99), hist_pct(&lat_hist, 0.999),
-           lat_hist.max, hist_pct(&ack_hist, 0.5), hist_pct(&ack_hist, 0.99), errors, st.died,
-           secs);
+           lat_hist.max, hist_pct(&ack_hist, 0.5), hist_pct(&ack_hist, 0.99), errors, st.died, secs,
+           self_cpu_s());
     fflush(stdout);
     if (loss || errors)
         exit_code = 1;
