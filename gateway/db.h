@@ -74,7 +74,10 @@ typedef void (*pl_db_exec_cb)(void *arg, int status, uint64_t nrows);
 
 /* Creates a pool of pool_size (>= 1) connections on base for mysql_url (see
  * common/mysql_url.h). Nothing connects until the first request. Returns
- * NULL, with an error logged, if the URL does not parse. */
+ * NULL, with an error logged, if the URL does not parse. Create it in the
+ * worker, after fork. The client library resolves a host NAME inside its
+ * connect, synchronously: give an IP address or a unix socket so that no
+ * DNS lookup can stall the loop. */
 pl_db_t *pl_db_new(struct event_base *base, const char *mysql_url, int pool_size);
 
 /* Closes every connection, then calls the callback of every pending request
