@@ -5,6 +5,9 @@ if these fail, every other integration test's result means nothing.
 import hashlib
 import hmac
 import json
+import os
+import re
+import subprocess
 import signal
 
 import pl
@@ -67,3 +70,26 @@ def test_gateway_healthz_and_workers(gateway):
     pl.wait_for(lambda: len(gw.worker_pids()) == 2, 5, what="2 workers")
     assert gw.stop(signal.SIGTERM) == 0
     assert not pl.port_open(gw.port)
+
+
+def test_archiver_migrate_and_run(archiver, fresh_database):
+    log = archiver.ok("migrate", mysql_url=fresh_database.url)
+    assert "messages" in [r[0] for r in fresh_database.query("SHOW TABLES")], log
+    a = archiver("run", mysql_url=fresh_database.url)  # waits for its /healthz
+    assert a.http_get("/metrics")[0] == 200
+    assert a.stop(signal.SIGTERM) == 0
+
+
+def test_gateway_conf_example_is_valid_and_complete():
+    """deploy/parley-gateway.conf.example loads, and lists every key --help shows."""
+    example = os.path.join(pl.REPO, "deploy", "parley-gateway.conf.example")
+    gw = pl.binary("gateway")
+    r = subprocess.run([gw, "-c", example, "--check-config"], capture_output=True, text=True,
+                       env=pl.clean_env(), timeout=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    usage = subprocess.run([gw, "--help"], capture_output=True, text=True, timeout=10).stdout
+    keys = re.findall(r"^\s+--(\w+)\s", usage.split("\nkeys", 1)[1], re.M)
+    assert len(keys) > 10
+    text = open(example).read()
+    missing = [k for k in keys if not re.search(rf"^{k} =", text, re.M)]
+    assert not missing, f"keys missing from {example}: {missing}"
