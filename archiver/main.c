@@ -83,7 +83,6 @@ typedef struct arch {
     const pl_arch_config_t *cfg;
     int drain;
     pl_reader_t *reader;
-    pl_writer_t *writer;
     enum source phase;   /* SRC_PENDING until our own pending list is read, then SRC_NEW */
     char pend_from[48];  /* next ID to re-read our pending entries after */
     int outstanding_src; /* source of the read sent ahead (prefetch) */
@@ -92,7 +91,29 @@ typedef struct arch {
     uint64_t next_trim_at, next_progress_at;
     pl_arch_batch_t batch;
     uint64_t last_rows;
+    int64_t block_ms; /* BLOCK for new entries (shorter for drain) */
+    /* Writer threads: each has its own MySQL connection and its own Redis
+     * connection for acks, so batches commit in parallel (MariaDB runs one
+     * thread per connection). The main thread reads and hands batches over
+     * through a one-slot queue. */
+    struct worker *workers;
+    int nworkers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work;        /* a batch is in the slot, or quit */
+    pthread_cond_t cv_free;        /* the slot was emptied */
+    pl_arch_batch_t slot;          /* guarded by mu */
+    int slot_full, quit;           /* guarded by mu */
+    atomic_int fatal;              /* a worker met an error retrying cannot fix */
 } arch_t;
+
+typedef struct worker {
+    arch_t *a;
+    int id;
+    pthread_t thread;
+    pl_writer_t *writer;
+    pl_reader_t *acker; /* only its control connection is used: XACK, dead letters */
+    pl_arch_batch_t batch;
+} worker_t;
 
 static void update_gauges(const pl_arch_group_stats_t *st)
 {
@@ -101,44 +122,58 @@ static void update_gauges(const pl_arch_group_stats_t *st)
     atomic_store(&pl_arch_metrics.stream_length, st->length);
 }
 
-/* (Re)connects Redis with backoff. Returns 0, or -1 if stopped. */
-static int redis_connect(arch_t *a)
+/* (Re)connects r with backoff. Returns 0, or -1 if stopped. */
+static int connect_backoff(pl_reader_t *r)
 {
     uint64_t delay = BACKOFF_MIN_MS;
     int logged = 0;
-    while (!stopping) {
-        if (pl_reader_connect(a->reader) == 0) {
+    /* One attempt even when stopping: a committed batch still wants its ack. */
+    do {
+        if (pl_reader_connect(r) == 0) {
             if (logged)
                 pl_log_info("redis connection restored");
-            /* Whatever was delivered to us and not acked is pending again
-             * under our name: re-read it before anything new. */
-            a->phase = SRC_PENDING;
-            strcpy(a->pend_from, "0");
             return 0;
         }
         pl_arch_metrics_error(ERRK_REDIS);
         if (!logged || pl_log_level >= PL_LOG_DEBUG)
             pl_log_warn("cannot connect to redis, retrying\terror=\"%s\" retry_ms=%llu",
-                        pl_reader_error(a->reader), (unsigned long long)delay);
+                        pl_reader_error(r), (unsigned long long)delay);
         logged = 1;
         if (nap(delay) < 0)
             break;
         delay = next_backoff(delay);
-    }
+    } while (!stopping);
     return -1;
+}
+
+/* Connects the main reader; returns 0, or -1 if stopped. */
+static int redis_connect(arch_t *a)
+{
+    if (connect_backoff(a->reader) < 0)
+        return -1;
+    /* Whatever was delivered to us and not acked is pending again under our
+     * name: re-read it before anything new. (Batches still in a writer get
+     * written twice; the second time they count as duplicates.) */
+    a->phase = SRC_PENDING;
+    strcpy(a->pend_from, "0");
+    return 0;
+}
+
+static void reader_failed(pl_reader_t *r, const char *when)
+{
+    pl_arch_metrics_error(ERRK_REDIS);
+    pl_log_warn("redis failed, reconnecting\twhen=%s error=\"%s\"", when, pl_reader_error(r));
+    pl_reader_disconnect(r);
 }
 
 static void redis_failed(arch_t *a, const char *when)
 {
-    pl_arch_metrics_error(ERRK_REDIS);
-    pl_log_warn("redis failed, reconnecting\twhen=%s error=\"%s\"", when,
-                pl_reader_error(a->reader));
-    pl_reader_disconnect(a->reader);
+    reader_failed(a->reader, when);
 }
 
 /* Writes the batch to MySQL until it commits, then acks it in Redis until
  * that succeeds. */
-static enum loop_rc process(arch_t *a, pl_arch_batch_t *b)
+static enum loop_rc process(worker_t *wk, pl_arch_batch_t *b)
 {
     size_t n = b->n;
     pl_arch_row_t *rows = pl_xmalloc((n ? n : 1) * sizeof(*rows));
@@ -172,7 +207,7 @@ static enum loop_rc process(arch_t *a, pl_arch_batch_t *b)
         for (;;) {
             struct timespec s0, s1;
             clock_gettime(CLOCK_MONOTONIC, &s0);
-            int w = pl_writer_write(a->writer, rows, nrows, status, &res);
+            int w = pl_writer_write(wk->writer, rows, nrows, status, &res);
             if (w == WRITE_OK) {
                 clock_gettime(CLOCK_MONOTONIC, &s1);
                 uint64_t us = (uint64_t)(s1.tv_sec - s0.tv_sec) * 1000000 +
@@ -185,7 +220,7 @@ static enum loop_rc process(arch_t *a, pl_arch_batch_t *b)
             pl_arch_metrics_error(ERRK_MYSQL);
             if (w == WRITE_FATAL) {
                 pl_log_error("mysql write failed, giving up\terror=\"%s\"",
-                             pl_writer_error(a->writer));
+                             pl_writer_error(wk->writer));
                 rc = LOOP_FATAL;
                 goto out;
             }
@@ -193,7 +228,7 @@ static enum loop_rc process(arch_t *a, pl_arch_batch_t *b)
             if (failures == 1 || pl_log_level >= PL_LOG_DEBUG || failures % 20 == 0)
                 pl_log_warn("mysql write failed, retrying\terror=\"%s\" attempt=%d retry_ms=%llu "
                             "rows=%zu",
-                            pl_writer_error(a->writer), failures, (unsigned long long)delay,
+                            pl_writer_error(wk->writer), failures, (unsigned long long)delay,
                             nrows);
             if (nap(delay) < 0) {
                 pl_log_warn("stopping with an uncommitted batch; it stays pending\trows=%zu",
@@ -234,21 +269,22 @@ static enum loop_rc process(arch_t *a, pl_arch_batch_t *b)
     /* Committed: now, and only now, acknowledge. */
     uint64_t delay = BACKOFF_MIN_MS;
     for (;;) {
-        if (pl_reader_connected(a->reader) &&
-            pl_reader_ack(a->reader, ids, n, dead, ndead) == 0)
+        if (!pl_reader_connected(wk->acker) && connect_backoff(wk->acker) < 0)
+            goto unacked;
+        if (pl_reader_ack(wk->acker, ids, n, dead, ndead) == 0)
             break;
-        if (pl_reader_connected(a->reader))
-            redis_failed(a, "ack");
-        if (nap(delay) < 0 || redis_connect(a) < 0) {
-            pl_log_warn("stopping before the ack of a committed batch; it will be re-delivered "
-                        "and recognised as duplicates\tentries=%zu",
-                        n);
-            rc = LOOP_STOPPED;
-            goto out;
-        }
+        reader_failed(wk->acker, "ack");
+        if (nap(delay) < 0)
+            goto unacked;
         delay = next_backoff(delay);
     }
     atomic_fetch_add(&pl_arch_metrics.dead_letters, ndead);
+    goto out;
+unacked:
+    pl_log_warn("stopping before the ack of a committed batch; it will be re-delivered and "
+                "recognised as duplicates\tentries=%zu",
+                n);
+    rc = LOOP_STOPPED;
 out:
     free(rows);
     free(row_entry);
@@ -256,6 +292,110 @@ out:
     free(dead);
     free(ids);
     return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *wk = arg;
+    arch_t *a = wk->a;
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        while (!a->slot_full && !a->quit)
+            pthread_cond_wait(&a->cv_work, &a->mu);
+        if (!a->slot_full) { /* quit and nothing left */
+            pthread_mutex_unlock(&a->mu);
+            break;
+        }
+        pl_arch_batch_t tmp = wk->batch;
+        wk->batch = a->slot;
+        a->slot = tmp;
+        a->slot_full = 0;
+        pthread_cond_signal(&a->cv_free);
+        pthread_mutex_unlock(&a->mu);
+
+        enum loop_rc rc = process(wk, &wk->batch);
+        pl_arch_batch_clear(&wk->batch);
+        if (rc == LOOP_FATAL) {
+            atomic_store(&a->fatal, 1);
+            pthread_mutex_lock(&a->mu);
+            pthread_cond_broadcast(&a->cv_free);
+            pthread_mutex_unlock(&a->mu);
+        }
+    }
+    return NULL;
+}
+
+/* Hands a->batch to a writer thread (waiting for the slot), leaving an
+ * empty batch in its place. Returns -1 if a writer failed fatally. */
+static int dispatch(arch_t *a)
+{
+    pthread_mutex_lock(&a->mu);
+    while (a->slot_full && !atomic_load(&a->fatal))
+        pthread_cond_wait(&a->cv_free, &a->mu);
+    if (atomic_load(&a->fatal)) {
+        pthread_mutex_unlock(&a->mu);
+        pl_arch_batch_clear(&a->batch);
+        return -1;
+    }
+    pl_arch_batch_t tmp = a->slot;
+    a->slot = a->batch;
+    a->batch = tmp;
+    a->slot_full = 1;
+    pthread_cond_signal(&a->cv_work);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+static void start_workers(arch_t *a, const pl_arch_redis_url_t *rurl, const pl_mysql_url_t *murl,
+                          const char *consumer)
+{
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv_work, NULL);
+    pthread_cond_init(&a->cv_free, NULL);
+    a->workers = pl_xcalloc((size_t)a->nworkers, sizeof(*a->workers));
+    /* Signals go to the main thread only. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (int i = 0; i < a->nworkers; i++) {
+        worker_t *w = &a->workers[i];
+        w->a = a;
+        w->id = i;
+        w->writer = pl_writer_new(murl);
+        w->acker = pl_reader_new(rurl, a->cfg->stream, a->cfg->group, consumer, a->cfg->block_ms);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            pl_log_error("pthread_create() failed for a writer");
+            abort();
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Lets the writers finish what they hold (and the slot), then joins them. */
+static void stop_workers(arch_t *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->quit = 1;
+    pthread_cond_broadcast(&a->cv_work);
+    pthread_mutex_unlock(&a->mu);
+    for (int i = 0; i < a->nworkers; i++) {
+        worker_t *w = &a->workers[i];
+        pthread_join(w->thread, NULL);
+        pl_writer_free(w->writer);
+        pl_reader_free(w->acker);
+        pl_arch_batch_clear(&w->batch);
+        free(w->batch.entries);
+        free(w->batch.fieldbuf);
+    }
+    pl_arch_batch_clear(&a->slot);
+    free(a->slot.entries);
+    free(a->slot.fieldbuf);
+    free(a->workers);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv_work);
+    pthread_cond_destroy(&a->cv_free);
 }
 
 static void maybe_trim(arch_t *a, int force)
@@ -307,7 +447,7 @@ static int next_batch(arch_t *a, enum source *src)
     }
     *src = a->phase;
     const char *from = a->phase == SRC_PENDING ? a->pend_from : ">";
-    if (pl_reader_send_read(r, from, a->cfg->batch_size, a->cfg->block_ms) < 0)
+    if (pl_reader_send_read(r, from, a->cfg->batch_size, a->block_ms) < 0)
         return -1;
     return pl_reader_recv(r, &a->batch);
 }
@@ -324,9 +464,12 @@ static int archive(arch_t *a)
         a->claim_every = 100;
     if (a->claim_every > 10000)
         a->claim_every = 10000;
+    /* drain only needs to see that nothing new arrives for a moment. */
+    a->block_ms = a->drain && a->cfg->block_ms > 100 ? 100 : a->cfg->block_ms;
     a->next_claim_at = 0; /* claim once right after our own pending entries */
+    int done = 0;
 
-    while (!stopping) {
+    while (!stopping && !atomic_load(&a->fatal)) {
         if (!pl_reader_connected(a->reader) && redis_connect(a) < 0)
             break;
         enum source src;
@@ -358,7 +501,8 @@ static int archive(arch_t *a)
                                 (unsigned long long)atomic_load(&pl_arch_metrics.duplicates),
                                 (unsigned long long)atomic_load(&pl_arch_metrics.conflicts),
                                 (long long)atomic_load(&pl_arch_metrics.stream_length));
-                    return 0;
+                    done = 1;
+                    break;
                 }
                 pl_log_debug("waiting for entries pending in other consumers\tpending=%lld",
                              (long long)st.pending);
@@ -376,30 +520,30 @@ static int archive(arch_t *a)
          * nor when a claim is due (that runs on the same connection). */
         if (!stopping && !(a->phase == SRC_NEW && pl_mono_ms() >= a->next_claim_at)) {
             const char *from = a->phase == SRC_PENDING ? a->pend_from : ">";
-            if (pl_reader_send_read(a->reader, from, a->cfg->batch_size, a->cfg->block_ms) == 0)
+            if (pl_reader_send_read(a->reader, from, a->cfg->batch_size, a->block_ms) == 0)
                 a->outstanding_src = a->phase;
             else
                 redis_failed(a, "prefetch");
         }
-        enum loop_rc rc = process(a, b);
-        pl_arch_batch_clear(b);
-        if (rc == LOOP_FATAL)
-            return 1;
-        if (rc == LOOP_STOPPED)
+        if (dispatch(a) < 0)
             break;
         maybe_trim(a, 0);
     }
-    /* Stopped by a signal. A read sent ahead may have delivered entries we
-     * did not process: take them and write them too rather than leave
-     * them pending under a consumer name that may never come back. */
-    if (pl_reader_outstanding(a->reader)) {
+    /* A read sent ahead may have delivered entries we did not process:
+     * write them too rather than leave them pending under a consumer name
+     * that may never come back. */
+    if (pl_reader_outstanding(a->reader) && !atomic_load(&a->fatal)) {
         enum source src;
-        if (next_batch(a, &src) == 0 && a->batch.n > 0) {
-            process(a, &a->batch);
-            pl_arch_batch_clear(&a->batch);
-        }
+        if (next_batch(a, &src) == 0 && a->batch.n > 0)
+            dispatch(a);
     }
+    /* The writers finish (commit and ack) the batches they hold. */
+    stop_workers(a);
+    if (atomic_load(&a->fatal))
+        return 1;
     maybe_trim(a, 1);
+    if (done)
+        return 0;
     pl_log_info("stopped\tsignal=%d rows_written=%llu", (int)stopping,
                 (unsigned long long)atomic_load(&pl_arch_metrics.rows_written));
     return a->drain ? 1 : 0;
@@ -534,20 +678,21 @@ int main(int argc, char **argv)
     }
 
     pl_log_info("starting\tcommand=%s stream=%s group=%s consumer=%s batch_size=%lld "
-                "mysql=\"%s\"",
+                "writers=%lld mysql=\"%s\"",
                 command, cfg.stream, cfg.group, consumer, (long long)cfg.batch_size,
+                (long long)cfg.writers,
                 pl_mysql_url_describe(&murl, desc, sizeof(desc)));
     arch_t a = {0};
     a.cfg = &cfg;
     a.drain = strcmp(command, "drain") == 0;
     a.reader = pl_reader_new(&rurl, cfg.stream, cfg.group, consumer, cfg.block_ms);
-    a.writer = pl_writer_new(&murl);
+    a.nworkers = (int)cfg.writers;
+    start_workers(&a, &rurl, &murl, consumer);
     code = archive(&a);
     pl_arch_batch_clear(&a.batch);
     free(a.batch.entries);
     free(a.batch.fieldbuf);
     pl_reader_free(a.reader);
-    pl_writer_free(a.writer);
 
 done:
     pl_arch_redis_url_free(&rurl);

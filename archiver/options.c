@@ -81,6 +81,7 @@ const pl_opt_t pl_arch_options[] = {
     {"group", PL_OPT_STR, OFF(group), "archiver", 0, 0, check_name, "consumer group shared by all archivers"},
     {"consumer", PL_OPT_STR, OFF(consumer), "", 0, 0, NULL, "consumer name in the group (default: host-pid)"},
     {"batch_size", PL_OPT_INT, OFF(batch_size), "1000", 1, 10000, NULL, "entries per read and per INSERT transaction"},
+    {"writers", PL_OPT_INT, OFF(writers), "2", 1, 16, NULL, "batches written in parallel (one MySQL connection each)"},
     {"block_ms", PL_OPT_DURATION, OFF(block_ms), "500ms", 1, 60000, NULL, "how long one read waits for new entries"},
     {"claim_idle", PL_OPT_DURATION, OFF(claim_idle), "30s", 100, DAY_MS, NULL, "idle time before another consumer's pending entries are claimed"},
     {"trim_interval", PL_OPT_DURATION, OFF(trim_interval), "1s", 1, DAY_MS, NULL, "time between trims of acknowledged entries"},

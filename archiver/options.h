@@ -17,6 +17,7 @@ typedef struct pl_arch_config {
     char *group;           /* consumer group shared by all archivers */
     char *consumer;        /* this archiver's name in the group; "" = host-pid */
     int64_t batch_size;    /* entries per XREADGROUP and per INSERT transaction */
+    int64_t writers;       /* threads writing batches in parallel, one MySQL connection each */
     int64_t block_ms;      /* ms one XREADGROUP blocks waiting for entries */
     int64_t claim_idle;    /* ms before another consumer's pending entry is claimed */
     int64_t trim_interval; /* ms between XTRIMs of acknowledged entries */
