@@ -65,6 +65,7 @@ stop_one() {  # NAME: SIGTERM by pid, wait up to 30 s, then SIGKILL
 
 stop_all() {
   for s in $SERVICES; do stop_one "$s"; done
+  rm -f "$RUN/urls"
 }
 
 status() {
@@ -90,12 +91,13 @@ done
 # ---- deps and build
 [ "${NO_DEPS:-0}" = 1 ] || ./scripts/deps.sh
 if [ ! -f "$BUILD/Makefile" ]; then
-  [ -x configure ] || ./autogen.sh
   mkdir -p "$BUILD"
-  (cd "$BUILD" && ../configure) > "$BUILD/configure.out" 2>&1 || { tail -20 "$BUILD/configure.out"; die "configure failed"; }
+  say "configuring build/"
+  { [ -x configure ] || ./autogen.sh; (cd "$BUILD" && ../configure); } > "$BUILD/configure.out" 2>&1 \
+    || { tail -20 "$BUILD/configure.out"; die "configure failed (build/configure.out)"; }
 fi
 say "building in build/"
-make -C "$BUILD" -j"$(nproc)" >/dev/null || die "build failed (run: make -C build)"
+make -C "$BUILD" -j"$(nproc)" > "$BUILD/make.out" 2>&1 || { tail -30 "$BUILD/make.out"; die "build failed (build/make.out)"; }
 [ -x "$GW" ] || die "$GW was not built"
 
 mkdir -p "$RUN/logs" "$RUN/redis" "$RUN/mariadb"
@@ -220,6 +222,9 @@ while :; do
       exit 1
     fi
   done
-  [ -f "$RUN/gateway.pid" ] || exit 0   # stopped from another shell
+  if [ ! -f "$RUN/gateway.pid" ]; then  # `stack.sh stop` from another shell
+    trap - EXIT
+    exit 0
+  fi
   sleep 1
 done
