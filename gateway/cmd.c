@@ -351,12 +351,20 @@ static void fanout_event(pl_room_t *r, pl_frame_t *f, uint64_t origin)
     }
 }
 
-static void fail_waiters(pl_room_t *r, const char *code, const char *msg)
+static void leave_member(proto_t *p, session_t *s, pl_member_t *m);
+
+/* Answers every join waiting on the room with an error. With unjoin the
+ * waiting members are removed too (they never got their stream), which may
+ * drop the room itself: callers must not touch r afterwards. */
+static void fail_waiters(proto_t *p, pl_room_t *r, const char *code, const char *msg, int unjoin)
 {
     req_t *q = r->waiters;
     r->waiters = NULL;
     while (q) {
         req_t *next = q->next;
+        pl_member_t *m = unjoin && q->s->c ? pl_room_member(q->s->rooms, q->room) : NULL;
+        if (m)
+            leave_member(p, q->s, m);
         req_error(q, code, msg);
         req_free(q);
         q = next;
@@ -438,7 +446,7 @@ static void on_base(void *arg, redisReply *rep)
     if (r == NULL)
         return;
     if (rep == NULL || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
-        fail_waiters(r, "unavailable", "redis unavailable");
+        fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return; /* retried when the command link is back */
     }
     r->have_base = 1;
@@ -455,7 +463,7 @@ static void on_catchup(void *arg, int status, pl_history_page_t *page)
     if (r == NULL)
         return;
     if (status < 0) {
-        fail_waiters(r, "unavailable", "redis unavailable");
+        fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return;
     }
     for (size_t i = 0; i < page->n; i++) {
@@ -497,7 +505,7 @@ static void start_fetch(proto_t *p, pl_room_t *r)
     }
     if (rc < 0) {
         free(f);
-        fail_waiters(r, "unavailable", "redis unavailable");
+        fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return;
     }
     r->fetching = 1;
@@ -615,12 +623,21 @@ static void on_bus_sub_down(void *arg)
 static void on_bus_cmd_up(void *arg)
 {
     proto_t *p = arg;
-    size_t i;
+    /* start_fetch may drop a room (failed joins): collect names first */
+    size_t i, n = 0;
+    char **names = pl_xcalloc(p->rooms.rooms.n + 1, sizeof(*names));
     for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e; e = pl_map_next(&p->rooms.rooms, e, &i)) {
         pl_room_t *r = e->val;
         if (r->subscribed && r->stream == ROOM_WAIT && !r->fetching)
-            start_fetch(p, r);
+            names[n++] = pl_xstrdup(r->name);
     }
+    for (size_t k = 0; k < n; k++) {
+        pl_room_t *r = pl_room_get(&p->rooms, names[k]);
+        if (r && r->subscribed && r->stream == ROOM_WAIT && !r->fetching)
+            start_fetch(p, r);
+        free(names[k]);
+    }
+    free(names);
 }
 
 /* ===================================================================== */
@@ -717,9 +734,26 @@ static void leave_member(proto_t *p, session_t *s, pl_member_t *m)
         char ch[PL_KEY_MAX];
         room_channel(ch, r->name);
         pl_bus_unsubscribe(p->bus, ch);
-        fail_waiters(r, "not_joined", "left before the join completed");
+        fail_waiters(p, r, "not_joined", "left before the join completed", 0);
         pl_room_drop(&p->rooms, r);
     }
+}
+
+/* Ends a member's recovery: releases the live messages held meanwhile
+ * (those after its cursor) and lets live ones through directly again. */
+static void release_member(pl_member_t *m)
+{
+    m->recovering = 0;
+    pl_mqueue_t mq = m->q;
+    memset(&m->q, 0, sizeof(m->q));
+    for (size_t i = 0; i < mq.n; i++) {
+        if (mq.v[i].seq <= m->cursor)
+            continue;
+        m->cursor = mq.v[i].seq;
+        if (mq.v[i].origin_conn != m->conn_id)
+            pl_conn_send_frame(m->conn, mq.v[i].f);
+    }
+    pl_mqueue_clear(&mq);
 }
 
 static void on_recover(void *arg, int status, pl_history_page_t *page)
@@ -762,17 +796,7 @@ static void on_recover(void *arg, int status, pl_history_page_t *page)
     json_object_set_new(o, "recovered", json_boolean(recovered));
     send_json(s, o);
     /* then the live messages that arrived meanwhile */
-    m->recovering = 0;
-    pl_mqueue_t mq = m->q;
-    memset(&m->q, 0, sizeof(m->q));
-    for (size_t i = 0; i < mq.n && s->c; i++) {
-        if (mq.v[i].seq <= m->cursor)
-            continue;
-        m->cursor = mq.v[i].seq;
-        if (mq.v[i].origin_conn != m->conn_id)
-            pl_conn_send_frame(s->c, mq.v[i].f);
-    }
-    pl_mqueue_clear(&mq);
+    release_member(m);
     req_free(q);
 }
 
@@ -797,6 +821,7 @@ static void join_ready(proto_t *p, req_t *q)
         if (q->has_since)
             json_object_set_new(o, "recovered", json_true());
         send_json(s, o);
+        release_member(m);
         req_free(q);
         return;
     }
@@ -841,6 +866,9 @@ static void cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     pl_room_t *r = m->room;
     if (r->gen == 0)
         r->gen = ++p->room_gen;
+    /* until the join is answered, live messages wait on the member: the
+     * reply's seq (or the recovery) decides where its stream starts */
+    m->recovering = 1;
     if (first_user)
         presence_change(p, "join", r->name, s->auth.user, s->c->id);
     req_t *q = req_new(s, cmd);
@@ -891,6 +919,9 @@ static void send_reply(req_t *q, const char *res)
         req_error(q, "unavailable", "unexpected reply from redis");
         return;
     }
+    pl_room_t *r = pl_room_get(&q->s->p->rooms, q->room);
+    if (r && seq > r->max_acked)
+        r->max_acked = seq;
     json_t *o = ok_obj(q->has_id, q->id);
     json_object_set_new(o, "room", json_string(q->room));
     json_object_set_new(o, "seq", json_integer(seq));
@@ -930,7 +961,10 @@ static void on_send(void *arg, redisReply *r)
         const char *st = r->element[0]->str;
         if (strcmp(st, "noseq") == 0) {
             pl_room_t *room = pl_room_get(&q->s->p->rooms, q->room);
-            pl_history_seq_floor(q->room, room ? room->last_seq : 0, on_floor, q);
+            int64_t hint = 0;
+            if (room)
+                hint = room->last_seq > room->max_acked ? room->last_seq : room->max_acked;
+            pl_history_seq_floor(q->room, hint, on_floor, q);
             return;
         }
         if ((strcmp(st, "ok") == 0 || strcmp(st, "dup") == 0) && r->elements >= 2 &&

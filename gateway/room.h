@@ -94,6 +94,7 @@ typedef struct pl_room {
     enum room_stream stream;
     int have_base;            /* last_seq is known */
     int64_t last_seq;         /* last seq delivered to this worker's members */
+    int64_t max_acked;        /* highest seq a send from this worker got (seq floor hint) */
     int fetching;             /* a base/catch-up fetch is in flight */
     int subscribed;           /* the channel subscription is confirmed */
     pl_mqueue_t pending;      /* live messages that arrived while ROOM_WAIT */

@@ -152,6 +152,10 @@ async def login(gw, user, **claims):
     return c
 
 
+# gateway options for tests that send faster than the default rate limit
+FAST = {"rate_limit": 100000, "rate_burst": 100000}
+
+
 def uniq(prefix="r"):
     """A room name no other test uses (the session Redis is shared)."""
     return f"{prefix}-{time.time_ns()}"
