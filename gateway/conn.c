@@ -662,6 +662,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
     } else if (left > 0) {
         memmove(p->in, p->in + done, left);
+        if (p->in_cap > 65536 && left <= p->in_cap / 4) { /* give back a big message's buffer */
+            size_t ncap = left < 2048 ? 2048 : left;
+            p->in = pl_xrealloc(p->in, ncap);
+            p->in_cap = (uint32_t)ncap;
+        }
     } else {
         free(p->in);
         p->in = NULL;

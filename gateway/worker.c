@@ -1,10 +1,15 @@
 /*
  * A worker process (see worker.h): one libevent loop serving the listening
  * socket of its slot. Accepts with accept4 in a loop, owns the list of
- * connections, frees CLOSED ones at the end of each loop pass (a
- * lowest-priority event, so never inside a callback that may still hold
- * the pointer), and drains on SIGTERM: stop accepting, close every
- * WebSocket with 1001, exit when none is left or at drain_timeout.
+ * connections, frees CLOSED ones at the end of each loop pass, and drains
+ * on SIGTERM: stop accepting, close every WebSocket with 1001, exit when
+ * none is left or at drain_timeout.
+ *
+ * "End of the loop pass": closing a connection activates ev_free, which
+ * libevent appends to the tail of the active queue, so it runs after every
+ * callback that was already pending, as a top-level callback: no caller up
+ * the stack can still hold a freed pointer. It shares the default priority
+ * on purpose: a lower priority would starve while the loop stays busy.
  */
 #include "worker.h"
 #include "conn.h"
@@ -27,15 +32,13 @@
 
 #define SCRATCH_SIZE (64 * 1024)
 #define ACCEPT_BATCH 256 /* accepts per callback, so reads are not starved */
-#define PRIO_NORMAL 1    /* default for every event (libevent picks n/2) */
-#define PRIO_LAST 2      /* runs only when nothing else is active: end of the pass */
 
 struct pl_worker_private {
     int listen_fd;
     struct event ev_accept;       /* EV_READ|EV_PERSIST on listen_fd until draining */
     struct event ev_accept_retry; /* re-enables accept after EMFILE and friends */
     struct event ev_term;         /* SIGTERM as an event */
-    struct event ev_free;         /* PRIO_LAST: frees the closed list */
+    struct event ev_free;         /* activated on close: frees the closed list */
     struct event ev_drain;        /* drain_timeout */
     pl_conn_t *open;              /* conns not yet CLOSED */
     pl_conn_t *closed;            /* CLOSED, freed by on_free */
@@ -210,12 +213,10 @@ int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl
         pl_log_error("event_base_new() failed");
         return 1;
     }
-    event_base_priority_init(w.base, 3);
     event_assign(&priv.ev_accept, w.base, listen_fd, EV_READ | EV_PERSIST, on_accept, &w);
     event_assign(&priv.ev_accept_retry, w.base, -1, 0, on_accept_retry, &w);
     event_assign(&priv.ev_term, w.base, SIGTERM, EV_SIGNAL | EV_PERSIST, on_term, &w);
     event_assign(&priv.ev_free, w.base, -1, 0, on_free, &w);
-    event_priority_set(&priv.ev_free, PRIO_LAST);
     event_assign(&priv.ev_drain, w.base, -1, 0, on_drain_timeout, &w);
     event_add(&priv.ev_term, NULL);
 
