@@ -183,7 +183,7 @@ run_scenario() {
     rm -f "$TMP/ready"
     before_rss=$(rss_kib)
     timeout $((DURATION + 200)) "$LOAD" "$name" -u "$URLS" -s "$SECRET" -d "$DURATION" \
-        --src-ips 8 --start-delay 3 --ready-file "$TMP/ready" --room-prefix "b$$-$name-$run" \
+        --src-ips 8 --start-delay 3 --drain 20 --ready-file "$TMP/ready" --room-prefix "b$$-$name-$run" \
         "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     LOAD_PID=$!
     for _ in $(seq 1800); do
@@ -195,6 +195,8 @@ run_scenario() {
     ready_rss=$(rss_kib)
     sleep 1.5 # the generator starts sending 3 s after setup
     cpu0=$(cpu_ticks $(gw_pids))
+    local load0
+    load0=$(cut -d' ' -f1 /proc/loadavg)
     rcpu0=$(cpu_ticks "$REDIS_PID")
     local rc=0
     wait "$LOAD_PID" || rc=$?
@@ -202,6 +204,13 @@ run_scenario() {
     cpu1=$(cpu_ticks $(gw_pids))
     rcpu1=$(cpu_ticks "$REDIS_PID")
     cat "$TMP/$name.out"
+    if [ "$rc" -ne 0 ]; then
+        # Keep the evidence: the temp dir goes away on exit.
+        local keep=/tmp/parley-chat-keep.$$/$name-$run
+        mkdir -p "$keep"
+        cp "$TMP"/gateway*.log "$TMP/redis.log" "$TMP/$name.out" "$TMP/$name.err" "$keep/" 2>/dev/null || true
+        echo "chat.sh: $name run $run exited $rc; logs kept in $keep"
+    fi
     [ -s "$TMP/$name.err" ] && head -5 "$TMP/$name.err"
     local res
     res=$(grep '^RESULT' "$TMP/$name.out" || true)
@@ -230,7 +239,8 @@ run_scenario() {
         "gateway_cpu_s_per_M_deliveries=$cpu_per_m (redis $rcpu_per_m)" \
         "gateway_rss_per_joined_conn=${rss_per}B (${before_rss}->${ready_rss} KiB)" \
         "gateway_cpu_s=$(awk -v c=$((cpu1 - cpu0)) -v t="$TCK" 'BEGIN {printf "%.2f", c / t}')" \
-        "generator_cpu_s=$gen_cpu gateways_alive=$alive"
+        "generator_cpu_s=$gen_cpu gateways_alive=$alive" \
+        "loadavg=$load0->$(cut -d' ' -f1 /proc/loadavg)"
     ALL[$name.rate]+="$rate "
     ALL[$name.loss]+="$loss "
     ALL[$name.p50]+="$p50 "

@@ -130,7 +130,8 @@ for run in $(seq "$RUNS"); do
     kill -0 "$GW_PID" 2>/dev/null || ALIVE=no
     echo "run $run: gateway RSS ${BEFORE} KiB before, ${LOADED} KiB with $READY open" \
         "-> $PER bytes/connection; $HSR handshakes/s; open at end $OPEN_END/$N;" \
-        "RSS after all closed ${AFTER} KiB; gateway alive: $ALIVE"
+        "RSS after all closed ${AFTER} KiB; gateway alive: $ALIVE;" \
+        "loadavg $(cut -d' ' -f1 /proc/loadavg)"
     if grep -qiE 'error|fatal' "$TMP/gateway.log"; then
         echo "gateway log (errors):"; grep -iE 'error|fatal' "$TMP/gateway.log" | head -5
     fi

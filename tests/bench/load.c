@@ -829,7 +829,24 @@ static void report_and_close(void)
     double rate = secs > 0 ? (double)st.deliveries_window / secs : 0;
     uint64_t errors = st.connect_fail + st.handshake_fail + st.auth_fail + st.join_fail +
                       st.setup_fail_other + st.died + st.protocol_err + st.rejected + st.bad_json +
-                      st.cross_room;
+                      st.cross_room + unacked;
+    if (unacked) {
+        /* Sends never answered: say where their publishers were connected. */
+        printf("unacked by url:");
+        for (int u = 0; u < opt.ntargets; u++) {
+            uint64_t n = 0, conns = 0;
+            for (int i = u; i < nclients; i += opt.ntargets) {
+                client_t *cl = &clients[i];
+                uint64_t mine = 0;
+                for (uint64_t c = 0; cl->pub && c < cl->pub->n; c++)
+                    mine += cl->pub->acked[c] == 0;
+                n += mine;
+                conns += mine > 0;
+            }
+            printf(" %s=%" PRIu64 " (%" PRIu64 " conns)", opt.targets[u].host, n, conns);
+        }
+        printf("\n");
+    }
     printf("sent=%" PRIu64 " acked=%" PRIu64 " rejected=%" PRIu64 " unacked=%" PRIu64
            " (first rejection: %s)\n",
            st.sent, st.acked, st.rejected, unacked, st.first_reject[0] ? st.first_reject : "-");
@@ -848,16 +865,16 @@ static void report_and_close(void)
            st.unknown, st.foreign, st.window_full, st.first_death[0] ? st.first_death : "-");
     printf("RESULT mode=%s conns=%d ready=%" PRIu64 " sent=%" PRIu64 " acked=%" PRIu64
            " rejected=%" PRIu64 " deliveries=%" PRIu64 " deliveries_per_s=%.0f"
-           " expected=%" PRIu64 " loss=%" PRIu64 " dup=%" PRIu64 " ooo=%" PRIu64
+           " expected=%" PRIu64 " loss=%" PRIu64 " dup=%" PRIu64 " ooo=%" PRIu64 " unacked=%" PRIu64
            " unacked_deliveries=%" PRIu64 " lat_p50_us=%" PRIu64 " lat_p99_us=%" PRIu64
            " lat_p999_us=%" PRIu64 " lat_max_us=%" PRIu64 " ack_p50_us=%" PRIu64
            " ack_p99_us=%" PRIu64 " errors=%" PRIu64 " died=%" PRIu64 " send_window_s=%.3f"
            " gen_cpu_s=%.2f\n",
            opt.mode == MODE_FANOUT ? "fanout" : "rooms", nclients, st.ready, st.sent, st.acked,
-           st.rejected, st.deliveries, rate, expected, loss, dup, st.out_of_order, unacked_deliv,
-           hist_pct(&lat_hist, 0.5), hist_pct(&lat_hist, 0.99), hist_pct(&lat_hist, 0.999),
-           lat_hist.max, hist_pct(&ack_hist, 0.5), hist_pct(&ack_hist, 0.99), errors, st.died, secs,
-           self_cpu_s());
+           st.rejected, st.deliveries, rate, expected, loss, dup, st.out_of_order, unacked,
+           unacked_deliv, hist_pct(&lat_hist, 0.5), hist_pct(&lat_hist, 0.99),
+           hist_pct(&lat_hist, 0.999), lat_hist.max, hist_pct(&ack_hist, 0.5),
+           hist_pct(&ack_hist, 0.99), errors, st.died, secs, self_cpu_s());
     fflush(stdout);
     if (loss || errors)
         exit_code = 1;
