@@ -265,3 +265,39 @@ def test_help_lists_keys():
     p = run_gateway("--help")
     assert p.returncode == 0
     assert "--check-config" in p.stdout and "drain_timeout" in p.stdout
+
+
+def test_sigterm_without_clients_is_prompt(gateway):
+    gw = gateway(**ECHO)
+    t0 = time.monotonic()
+    assert gw.stop(signal.SIGTERM, timeout=10) == 0
+    assert time.monotonic() - t0 < 2
+
+
+def test_workers_0_means_one_per_cpu(gateway):
+    gw = gateway(workers=0, **ECHO)
+    n = os.cpu_count()
+    pl.wait_for(lambda: len(gw.worker_pids()) == n, 10, what=f"{n} workers")
+    echo_once(gw.port)
+
+
+def test_open_connections_gauge(gateway):
+    gw = gateway(**ECHO)
+    clients = []
+    for _ in range(5):
+        r = pl.RawWS(gw.port)
+        assert r.upgrade("/echo")[0] == 101
+        clients.append(r)
+    body = gw.http_get("/metrics")[2].decode()
+    assert "\nparley_connections_open 6\n" in body  # 5 + the /metrics request
+    victim = workers_of(gw)[0]
+    os.kill(victim, signal.SIGKILL)  # a dead worker's connections leave the gauge
+    pl.wait_for(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), 10,
+                what="replacement")
+    for r in clients:
+        r.close()
+
+    def settled():
+        body = gw.http_get("/metrics")[2].decode()
+        return "\nparley_connections_open 1\n" in body
+    pl.wait_for(settled, 5, what="gauge back to 1")
