@@ -99,11 +99,11 @@ typedef struct arch {
     struct worker *workers;
     int nworkers;
     pthread_mutex_t mu;
-    pthread_cond_t cv_work;        /* a batch is in the slot, or quit */
-    pthread_cond_t cv_free;        /* the slot was emptied */
-    pl_arch_batch_t slot;          /* guarded by mu */
-    int slot_full, quit;           /* guarded by mu */
-    atomic_int fatal;              /* a worker met an error retrying cannot fix */
+    pthread_cond_t cv_work; /* a batch is in the slot, or quit */
+    pthread_cond_t cv_free; /* the slot was emptied */
+    pl_arch_batch_t slot;   /* guarded by mu */
+    int slot_full, quit;    /* guarded by mu */
+    atomic_int fatal;       /* a worker met an error retrying cannot fix */
 } arch_t;
 
 typedef struct worker {
@@ -256,14 +256,14 @@ static enum loop_rc process(worker_t *wk, pl_arch_batch_t *b)
                 pl_log_error("message not archived, dead-lettered\tid=%.*s seq=%llu "
                              "msg_id=\"%.*s\" reason=\"%s\"",
                              (int)e->id.n, e->id.p, (unsigned long long)rows[r].seq,
-                             (int)(rows[r].msg_id.n > 64 ? 64 : rows[r].msg_id.n),
-                             rows[r].msg_id.p, why);
+                             (int)(rows[r].msg_id.n > 64 ? 64 : rows[r].msg_id.n), rows[r].msg_id.p,
+                             why);
                 dead[ndead++] = (pl_arch_dead_t){e, why};
             }
         }
         pl_log_debug("batch committed\trows=%zu inserted=%llu duplicates=%llu conflicts=%llu",
-                     nrows, (unsigned long long)res.inserted,
-                     (unsigned long long)res.duplicates, (unsigned long long)res.conflicts);
+                     nrows, (unsigned long long)res.inserted, (unsigned long long)res.duplicates,
+                     (unsigned long long)res.conflicts);
     }
 
     /* Committed: now, and only now, acknowledge. */
@@ -680,8 +680,7 @@ int main(int argc, char **argv)
     pl_log_info("starting\tcommand=%s stream=%s group=%s consumer=%s batch_size=%lld "
                 "writers=%lld mysql=\"%s\"",
                 command, cfg.stream, cfg.group, consumer, (long long)cfg.batch_size,
-                (long long)cfg.writers,
-                pl_mysql_url_describe(&murl, desc, sizeof(desc)));
+                (long long)cfg.writers, pl_mysql_url_describe(&murl, desc, sizeof(desc)));
     arch_t a = {0};
     a.cfg = &cfg;
     a.drain = strcmp(command, "drain") == 0;

@@ -18,10 +18,10 @@
 pl_arch_metrics_t pl_arch_metrics;
 
 const double pl_arch_batch_bucket_le[PL_BATCH_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                      0.5,   1,    2.5,   5,    10};
+                                                          0.5,   1,    2.5,   5,    10};
 
 static const char *const kind_names[ERRK_COUNT] = {"redis", "mysql", "malformed", "conflict",
-                                                    "missing"};
+                                                   "missing"};
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
@@ -115,14 +115,13 @@ char *pl_arch_metrics_render(pl_arch_metrics_t *m)
     uint64_t cum = 0;
     for (int i = 0; i < PL_BATCH_BUCKETS; i++) {
         cum += LOAD(m->batch_buckets[i]);
-        add(&b, "parley_archiver_batch_seconds_bucket{le=\"%g\"} %llu\n", pl_arch_batch_bucket_le[i],
-            (unsigned long long)cum);
+        add(&b, "parley_archiver_batch_seconds_bucket{le=\"%g\"} %llu\n",
+            pl_arch_batch_bucket_le[i], (unsigned long long)cum);
     }
     uint64_t count = LOAD(m->batches);
     if (count < cum)
         count = cum;
-    add(&b, "parley_archiver_batch_seconds_bucket{le=\"+Inf\"} %llu\n",
-        (unsigned long long)count);
+    add(&b, "parley_archiver_batch_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)count);
     add(&b, "parley_archiver_batch_seconds_sum %.6f\n", (double)LOAD(m->batch_us_sum) / 1e6);
     add(&b, "parley_archiver_batch_seconds_count %llu\n", (unsigned long long)count);
     return b.p;

@@ -26,14 +26,14 @@ enum pl_err_kind {
 #define PL_BATCH_BUCKETS 11
 
 typedef struct pl_arch_metrics {
-    _Atomic uint64_t rows_written;  /* rows newly inserted */
-    _Atomic uint64_t duplicates;    /* re-delivered rows already stored with the same msg_id */
-    _Atomic uint64_t conflicts;     /* same key, different msg_id */
-    _Atomic uint64_t batches;       /* committed batches */
-    _Atomic uint64_t dead_letters;  /* entries copied to the dead-letter stream */
-    _Atomic uint64_t trimmed;       /* entries removed from the stream by XTRIM */
+    _Atomic uint64_t rows_written; /* rows newly inserted */
+    _Atomic uint64_t duplicates;   /* re-delivered rows already stored with the same msg_id */
+    _Atomic uint64_t conflicts;    /* same key, different msg_id */
+    _Atomic uint64_t batches;      /* committed batches */
+    _Atomic uint64_t dead_letters; /* entries copied to the dead-letter stream */
+    _Atomic uint64_t trimmed;      /* entries removed from the stream by XTRIM */
     _Atomic uint64_t errors[ERRK_COUNT];
-    _Atomic uint64_t batch_us_sum;  /* total batch write time, microseconds */
+    _Atomic uint64_t batch_us_sum;                    /* total batch write time, microseconds */
     _Atomic uint64_t batch_buckets[PL_BATCH_BUCKETS]; /* non-cumulative histogram counts */
     _Atomic int64_t stream_pending; /* delivered to the group, not acked (last sample) */
     _Atomic int64_t stream_lag;     /* not yet delivered to the group; -1 = unknown */

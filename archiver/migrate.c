@@ -199,12 +199,11 @@ int pl_migrate_run(const pl_mysql_url_t *url, const char *dir, int *transient)
         fail(m, "GET_LOCK", transient);
         goto out;
     }
-    const char *create =
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INT UNSIGNED NOT NULL PRIMARY KEY,"
-        " name VARCHAR(255) NOT NULL,"
-        " applied_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"
-        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+    const char *create = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                         " version INT UNSIGNED NOT NULL PRIMARY KEY,"
+                         " name VARCHAR(255) NOT NULL,"
+                         " applied_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"
+                         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
     if (exec_all(m, create, strlen(create)) < 0) {
         fail(m, "CREATE TABLE schema_migrations", transient);
         goto out;
@@ -250,16 +249,17 @@ int pl_migrate_run(const pl_mysql_url_t *url, const char *dir, int *transient)
         char ins[600];
         char ename[520];
         mysql_real_escape_string(m, ename, list[i].name, (unsigned long)strlen(list[i].name));
-        snprintf(ins, sizeof(ins), "INSERT INTO schema_migrations (version, name) VALUES (%u, '%s')",
-                 list[i].version, ename);
+        snprintf(ins, sizeof(ins),
+                 "INSERT INTO schema_migrations (version, name) VALUES (%u, '%s')", list[i].version,
+                 ename);
         if (exec_all(m, ins, strlen(ins)) < 0) {
             fail(m, "INSERT schema_migrations", transient);
             goto out;
         }
         applied++;
     }
-    pl_log_info("schema up to date\tapplied=%d latest=%u dir=\"%s\"", applied,
-                list[n - 1].version, dir);
+    pl_log_info("schema up to date\tapplied=%d latest=%u dir=\"%s\"", applied, list[n - 1].version,
+                dir);
     rc = 0;
 out:
     if (res)

@@ -356,8 +356,7 @@ int pl_reader_connect(pl_reader_t *r)
         pl_reader_disconnect(r);
         return -1;
     }
-    redisReply *rep =
-        redisCommand(r->ctl, "XGROUP CREATE %s %s 0 MKSTREAM", r->stream, r->group);
+    redisReply *rep = redisCommand(r->ctl, "XGROUP CREATE %s %s 0 MKSTREAM", r->stream, r->group);
     if (rep == NULL)
         return fail(r, r->ctl, NULL, "XGROUP CREATE");
     if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) != 0) {
@@ -441,9 +440,9 @@ int pl_reader_autoclaim(pl_reader_t *r, int64_t min_idle, char *cursor, size_t c
         snprintf(r->err, sizeof(r->err), "XAUTOCLAIM: not connected or a read is outstanding");
         return -1;
     }
-    redisReply *rep = redisCommand(r->rd, "XAUTOCLAIM %s %s %s %lld %s COUNT %lld", r->stream,
-                                   r->group, r->consumer, (long long)min_idle, cursor,
-                                   (long long)count);
+    redisReply *rep =
+        redisCommand(r->rd, "XAUTOCLAIM %s %s %s %lld %s COUNT %lld", r->stream, r->group,
+                     r->consumer, (long long)min_idle, cursor, (long long)count);
     if (rep == NULL)
         return fail(r, r->rd, NULL, "XAUTOCLAIM");
     b->reply = rep;
@@ -539,7 +538,8 @@ int pl_reader_ack(pl_reader_t *r, const pl_arch_bytes_t *ids, size_t n, const pl
         if (redisGetReply(r->ctl, (void **)&rep) != REDIS_OK || rep == NULL)
             return fail(r, r->ctl, NULL, "XACK");
         if (rep->type == REDIS_REPLY_ERROR) {
-            int rc = fail(r, r->ctl, rep, i + 1 == pipelined && n > 0 ? "XACK" : "XADD dead letter");
+            int rc =
+                fail(r, r->ctl, rep, i + 1 == pipelined && n > 0 ? "XACK" : "XADD dead letter");
             freeReplyObject(rep);
             return rc;
         }
@@ -571,7 +571,8 @@ static int64_t kv_int(const redisReply *arr, const char *key, int64_t def)
 
 /* XINFO GROUPS and XLEN, pipelined; fills st from our group. When minid is
  * not NULL, also computes the smallest ID any group still needs. */
-static int group_info(pl_reader_t *r, pl_arch_group_stats_t *st, pl_arch_stream_id_t *minid, int *have_min)
+static int group_info(pl_reader_t *r, pl_arch_group_stats_t *st, pl_arch_stream_id_t *minid,
+                      int *have_min)
 {
     st->pending = st->lag = st->length = 0;
     if (r->ctl == NULL) {
@@ -617,8 +618,8 @@ static int group_info(pl_reader_t *r, pl_arch_group_stats_t *st, pl_arch_stream_
         need = pl_arch_stream_id_next(need);
         if (pending > 0) {
             /* The oldest pending entry of this group must stay. */
-            redisReply *p = redisCommand(r->ctl, "XPENDING %s %b", r->stream, name->str,
-                                         (size_t)name->len);
+            redisReply *p =
+                redisCommand(r->ctl, "XPENDING %s %b", r->stream, name->str, (size_t)name->len);
             if (p == NULL) {
                 rc = fail(r, r->ctl, NULL, "XPENDING");
                 goto out;
@@ -627,7 +628,7 @@ static int group_info(pl_reader_t *r, pl_arch_group_stats_t *st, pl_arch_stream_
                 p->element[1]->type == REDIS_REPLY_STRING) {
                 pl_arch_stream_id_t oldest;
                 if (pl_arch_stream_id_parse(p->element[1]->str, (size_t)p->element[1]->len,
-                                       &oldest) == 0 &&
+                                            &oldest) == 0 &&
                     pl_arch_stream_id_cmp(oldest, need) < 0)
                     need = oldest;
             } else if (p->type == REDIS_REPLY_ERROR) {

@@ -51,7 +51,7 @@ typedef struct pl_arch_entry {
 } pl_arch_entry_t;
 
 typedef struct pl_arch_batch {
-    void *reply;        /* the hiredis reply the entries point into */
+    void *reply; /* the hiredis reply the entries point into */
     pl_arch_entry_t *entries;
     size_t n, cap;
     pl_arch_bytes_t *fieldbuf; /* storage for all entries' field arrays */

@@ -92,7 +92,7 @@ int pl_arch_row_parse(pl_arch_row_t *row, const pl_arch_bytes_t *fields, size_t 
                       const char **why)
 {
     const pl_arch_bytes_t *room = NULL, *seq = NULL, *msg_id = NULL, *from = NULL, *text = NULL,
-                     *ts = NULL;
+                          *ts = NULL;
     if (nfields % 2 != 0) {
         *why = "odd number of fields";
         return -1;
@@ -302,8 +302,8 @@ size_t pl_arch_classify(const pl_arch_row_t *rows, size_t n, const pl_arch_row_t
 
 struct pl_writer {
     const pl_mysql_url_t *url;
-    MYSQL *m;            /* NULL while disconnected */
-    size_t max_stmt;     /* bytes one statement may take (from max_allowed_packet) */
+    MYSQL *m;        /* NULL while disconnected */
+    size_t max_stmt; /* bytes one statement may take (from max_allowed_packet) */
     pl_arch_sqlbuf_t sql;
     char err[512];
 };
@@ -313,8 +313,8 @@ int pl_arch_mysql_transient(unsigned e)
     if (e >= 2000 && e < 3000) /* CR_*: client side, the connection is gone or never came */
         return 1;
     switch (e) {
-    case ER_CON_COUNT_ERROR:      /* 1040 too many connections */
-    case ER_SERVER_SHUTDOWN:      /* 1053 */
+    case ER_CON_COUNT_ERROR: /* 1040 too many connections */
+    case ER_SERVER_SHUTDOWN: /* 1053 */
     case ER_NET_READ_ERROR_FROM_PIPE:
     case ER_NET_FCNTL_ERROR:
     case ER_NET_PACKETS_OUT_OF_ORDER:
@@ -323,14 +323,14 @@ int pl_arch_mysql_transient(unsigned e)
     case ER_NET_READ_INTERRUPTED:
     case ER_NET_ERROR_ON_WRITE:
     case ER_NET_WRITE_INTERRUPTED:
-    case ER_ERROR_DURING_COMMIT:  /* 1180 */
-    case ER_LOCK_WAIT_TIMEOUT:    /* 1205 */
-    case ER_LOCK_DEADLOCK:        /* 1213 */
+    case ER_ERROR_DURING_COMMIT:       /* 1180 */
+    case ER_LOCK_WAIT_TIMEOUT:         /* 1205 */
+    case ER_LOCK_DEADLOCK:             /* 1213 */
     case ER_OPTION_PREVENTS_STATEMENT: /* 1290 e.g. --read-only during a failover */
-    case ER_QUERY_INTERRUPTED:    /* 1317 */
-    case 1836:                    /* ER_READ_ONLY_MODE */
-    case 1927:                    /* ER_CONNECTION_KILLED */
-    case 4031:                    /* ER_CLIENT_INTERACTION_TIMEOUT */
+    case ER_QUERY_INTERRUPTED:         /* 1317 */
+    case 1836:                         /* ER_READ_ONLY_MODE */
+    case 1927:                         /* ER_CONNECTION_KILLED */
+    case 4031:                         /* ER_CLIENT_INTERACTION_TIMEOUT */
         return 1;
     default:
         return 0;
@@ -338,7 +338,7 @@ int pl_arch_mysql_transient(unsigned e)
 }
 
 MYSQL *pl_arch_mysql_open(const pl_mysql_url_t *url, unsigned long flags, char *err, size_t errlen,
-                     unsigned *errnum)
+                          unsigned *errnum)
 {
     MYSQL *m = mysql_init(NULL);
     if (m == NULL) {

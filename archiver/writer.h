@@ -27,7 +27,7 @@ typedef struct pl_arch_bytes {
 #define PL_ARCH_ROOM_MAX_CHARS 128
 #define PL_ARCH_SENDER_MAX_CHARS 64
 #define PL_ARCH_MSGID_MAX_BYTES 64
-#define PL_ARCH_TEXT_MAX_BYTES 65535 /* TEXT; the gateway allows 4 KiB */
+#define PL_ARCH_TEXT_MAX_BYTES 65535      /* TEXT; the gateway allows 4 KiB */
 #define PL_ARCH_TS_MAX 253402300799999ULL /* 9999-12-31 23:59:59.999 UTC */
 
 /* One message as the gateway XADDs it; every pointer aliases the stream
@@ -109,7 +109,7 @@ typedef struct pl_writer pl_writer_t;
  * (e.g. CLIENT_MULTI_STATEMENTS). On failure returns NULL, writes the
  * reason to err and, when errnum is not NULL, the MySQL error number. */
 MYSQL *pl_arch_mysql_open(const pl_mysql_url_t *url, unsigned long flags, char *err, size_t errlen,
-                     unsigned *errnum);
+                          unsigned *errnum);
 
 /* Returns 1 for MySQL error numbers worth retrying (lost connection,
  * server shutting down, deadlock, lock wait timeout, read-only...). */

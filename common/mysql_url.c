@@ -85,8 +85,9 @@ static int parse_query(pl_mysql_url_t *u, const char *q, size_t n, char *err, si
         else if (klen == 8 && memcmp(q, "database", 8) == 0)
             field = &u->database;
         if (field == NULL) {
-            snprintf(err, errlen, "unknown query parameter '%.*s' (socket, user, password, database)",
-                     (int)klen, q);
+            snprintf(err, errlen,
+                     "unknown query parameter '%.*s' (socket, user, password, database)", (int)klen,
+                     q);
             return -1;
         }
         if (set_decoded(field, eq + 1, (size_t)(pe - eq - 1)) < 0) {
@@ -172,8 +173,9 @@ int pl_mysql_url_parse(const char *url, pl_mysql_url_t *out, char *err, size_t e
                 return fail(&u, err, errlen, "%sbad percent-escape in the database name", "");
         }
     } else {
-        return fail(&u, err, errlen, "'%s' is not mysql://user:password@host:port/database or a "
-                                     "unix socket path",
+        return fail(&u, err, errlen,
+                    "'%s' is not mysql://user:password@host:port/database or a "
+                    "unix socket path",
                     url);
     }
 

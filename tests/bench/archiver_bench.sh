@@ -6,9 +6,13 @@
 # archiver's peak RSS (/usr/bin/time -v). Repeats --runs times on an empty
 # table and stream and prints the median.
 #
-#   tests/bench/archiver_bench.sh [-n N] [--runs R] [--batch-size B]
-#                                 [--text-bytes T] [--flush 1|2] [--build-dir DIR]
+#   tests/bench/archiver_bench.sh [-n N] [--runs R] [--batch-size B] [--writers W]
+#                                 [--text-bytes T] [--flush 1|2] [--baseline]
+#                                 [--build-dir DIR]
 #
+# --baseline also times the same rows as a bare loop of batch-size-row
+# INSERT IGNORE transactions piped into the mariadb client (no Redis, no
+# archiver): the server's own ceiling for this table and data shape.
 # --flush sets innodb_flush_log_at_trx_commit (1 = MariaDB's default,
 # fsync per commit; 2 = what the integration tests use). Everything runs on
 # 127.0.0.1, is bounded in time and is stopped on exit.
@@ -21,6 +25,8 @@ RUNS=3
 BATCH=1000
 TEXT=64
 FLUSH=1
+WRITERS=2
+BASELINE=0
 while [ $# -gt 0 ]; do
     case "$1" in
     -n) N=$2; shift 2 ;;
@@ -28,8 +34,10 @@ while [ $# -gt 0 ]; do
     --batch-size) BATCH=$2; shift 2 ;;
     --text-bytes) TEXT=$2; shift 2 ;;
     --flush) FLUSH=$2; shift 2 ;;
+    --writers) WRITERS=$2; shift 2 ;;
+    --baseline) BASELINE=1; shift ;;
     --build-dir) BUILD=$2; shift 2 ;;
-    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "archiver_bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -111,7 +119,7 @@ EOF
 }
 gen >"$TMP/xadd.resp"
 
-echo "archiver_bench: N=$N batch_size=$BATCH text_bytes=$TEXT innodb_flush_log_at_trx_commit=$FLUSH runs=$RUNS"
+echo "archiver_bench: N=$N batch_size=$BATCH writers=$WRITERS text_bytes=$TEXT innodb_flush_log_at_trx_commit=$FLUSH runs=$RUNS"
 echo "archiver: $ARCH ($(cd "$SRC" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 RATES=()
 for run in $(seq 1 "$RUNS"); do
@@ -121,7 +129,7 @@ for run in $(seq 1 "$RUNS"); do
     redis-cli -p "$RPORT" --pipe <"$TMP/xadd.resp" >"$TMP/pipe.log"
     t1=$(date +%s.%N)
     [ "$(redis-cli -p "$RPORT" XLEN parley:archive)" = "$N" ] || { cat "$TMP/pipe.log"; exit 1; }
-    /usr/bin/time -v -o "$TMP/time.txt" timeout 600 "$ARCH" drain --batch_size "$BATCH" \
+    /usr/bin/time -v -o "$TMP/time.txt" timeout 600 "$ARCH" drain --batch_size "$BATCH" --writers "$WRITERS" \
         2>"$TMP/drain.log" || { tail "$TMP/drain.log"; exit 1; }
     rows=$(mariadb --no-defaults -S "$TMP/my.sock" -uroot -N parley_bench -e 'SELECT COUNT(*) FROM messages')
     [ "$rows" = "$N" ] || { echo "expected $N rows, found $rows" >&2; exit 1; }
@@ -136,3 +144,26 @@ for run in $(seq 1 "$RUNS"); do
 done
 median=$(printf '%s\n' "${RATES[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 echo "median: $median rows/s"
+
+if [ "$BASELINE" = 1 ]; then
+    python3 - "$N" "$TEXT" "$BATCH" >"$TMP/bare.sql" <<'EOF'
+import sys
+n, tl, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+pad = ("lorem ipsum dolor sit amet, " * (tl // 28 + 1))[:tl]
+out = sys.stdout
+out.write("SET time_zone = '+00:00';\n")
+for start in range(0, n, batch):
+    rows = ",".join(
+        "('room-%d',%d,'01J%023d','user-%d','%s','2025-11-24 16:00:00.%03d')"
+        % (i % 1000, i // 1000 + 1, i, i % 5000, pad, i % 1000)
+        for i in range(start, min(n, start + batch)))
+    out.write("START TRANSACTION;\nINSERT IGNORE INTO messages "
+              "(room, seq, msg_id, sender, text, created_at) VALUES %s;\nCOMMIT;\n" % rows)
+EOF
+    mariadb --no-defaults -S "$TMP/my.sock" -uroot parley_bench -e 'TRUNCATE messages'
+    t0=$(date +%s.%N)
+    mariadb --no-defaults -S "$TMP/my.sock" -uroot parley_bench <"$TMP/bare.sql"
+    t1=$(date +%s.%N)
+    awk -v n="$N" -v a="$t0" -v b="$t1" \
+        'BEGIN {printf "baseline (bare INSERT IGNORE loop, one connection): %.2f s = %d rows/s\n", b - a, n / (b - a)}'
+fi

@@ -25,9 +25,8 @@ static void test_mysql_url_tcp(void)
 {
     pl_mysql_url_t u;
     char err[256] = "";
-    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("mysql://arch:s3cret@db.example:3307/parley", &u, err,
-                                             sizeof(err)),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        pl_mysql_url_parse("mysql://arch:s3cret@db.example:3307/parley", &u, err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(u.user, "arch");
     CU_ASSERT_STRING_EQUAL(u.password, "s3cret");
     CU_ASSERT_STRING_EQUAL(u.host, "db.example");
@@ -46,9 +45,9 @@ static void test_mysql_url_tcp(void)
     pl_mysql_url_free(&u);
 
     /* percent-encoding and an '@' in the password */
-    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("mysql://a%40b:p@ss%3Aw%2Fd@[::1]:3306/my%5Fdb", &u,
-                                             err, sizeof(err)),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        pl_mysql_url_parse("mysql://a%40b:p@ss%3Aw%2Fd@[::1]:3306/my%5Fdb", &u, err, sizeof(err)),
+        0);
     CU_ASSERT_STRING_EQUAL(u.user, "a@b");
     CU_ASSERT_STRING_EQUAL(u.password, "p@ss:w/d");
     CU_ASSERT_STRING_EQUAL(u.host, "::1");
@@ -76,9 +75,8 @@ static void test_mysql_url_socket(void)
     CU_ASSERT_STRING_EQUAL(u.database, "parley");
     pl_mysql_url_free(&u);
 
-    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("mysql://u:p@/db?socket=%2Ftmp%2Fx.sock", &u, err,
-                                             sizeof(err)),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        pl_mysql_url_parse("mysql://u:p@/db?socket=%2Ftmp%2Fx.sock", &u, err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(u.socket, "/tmp/x.sock");
     pl_mysql_url_free(&u);
 
@@ -89,8 +87,8 @@ static void test_mysql_url_socket(void)
     CU_ASSERT_PTR_NULL(u.database);
     pl_mysql_url_free(&u);
 
-    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("/tmp/m.sock?user=root&password=x&database=parley",
-                                             &u, err, sizeof(err)),
+    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("/tmp/m.sock?user=root&password=x&database=parley", &u,
+                                             err, sizeof(err)),
                           0);
     CU_ASSERT_STRING_EQUAL(u.socket, "/tmp/m.sock");
     CU_ASSERT_STRING_EQUAL(u.user, "root");
@@ -110,14 +108,14 @@ static void test_mysql_url_errors(void)
         "mysql://u@h:notaport/d",
         "mysql://u@h:0/d",
         "mysql://u@h:70000/d",
-        "mysql://u@/d",              /* neither host nor socket */
-        "mysql://u@h/d?sock=/x",     /* unknown parameter */
-        "mysql://u@h/d?socket",      /* not key=value */
-        "mysql://u@h/d?socket=rel",  /* socket not absolute */
-        "mysql://u%zz@h/d",          /* bad escape */
-        "mysql://u%00@h/d",          /* encoded NUL */
-        "mysql://u@h/a/b",           /* '/' in database */
-        "mysql://u@[::1/d",          /* unterminated [ */
+        "mysql://u@/d",             /* neither host nor socket */
+        "mysql://u@h/d?sock=/x",    /* unknown parameter */
+        "mysql://u@h/d?socket",     /* not key=value */
+        "mysql://u@h/d?socket=rel", /* socket not absolute */
+        "mysql://u%zz@h/d",         /* bad escape */
+        "mysql://u%00@h/d",         /* encoded NUL */
+        "mysql://u@h/a/b",          /* '/' in database */
+        "mysql://u@[::1/d",         /* unterminated [ */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         pl_mysql_url_t u;
@@ -189,10 +187,13 @@ static void test_stream_ids(void)
 static void test_row_parse_ok(void)
 {
     /* text with NUL, quote, backslash and a 4-byte emoji; an extra field */
-    pl_arch_bytes_t f[] = {B("room"), B("lobby"), B("seq"), B("18446744073709551615"),
-                           B("msg_id"), B("01HX"), B("from"), B("alice"),
-                           B("text"), B("a\0'\\\xf0\x9f\x98\x80"), B("ts"), B("1764000000123"),
-                           B("extra"), B("ignored")};
+    pl_arch_bytes_t f[] = {B("room"),   B("lobby"),
+                           B("seq"),    B("18446744073709551615"),
+                           B("msg_id"), B("01HX"),
+                           B("from"),   B("alice"),
+                           B("text"),   B("a\0'\\\xf0\x9f\x98\x80"),
+                           B("ts"),     B("1764000000123"),
+                           B("extra"),  B("ignored")};
     pl_arch_row_t r;
     const char *why = NULL;
     CU_ASSERT_EQUAL_FATAL(pl_arch_row_parse(&r, f, PL_ARRAY_LEN(f), &why), 0);
@@ -216,8 +217,8 @@ static void expect_bad(pl_arch_bytes_t *f, size_t n, const char *needle)
 
 static void test_row_parse_bad(void)
 {
-    pl_arch_bytes_t f[12] = {B("room"), B("r"), B("seq"), B("1"), B("msg_id"), B("m"),
-                             B("from"), B("u"), B("text"), B("t"), B("ts"), B("1")};
+    pl_arch_bytes_t f[12] = {B("room"), B("r"), B("seq"),  B("1"), B("msg_id"), B("m"),
+                             B("from"), B("u"), B("text"), B("t"), B("ts"),     B("1")};
     pl_arch_bytes_t g[12];
     memcpy(g, f, sizeof(f));
     expect_bad(g, 10, "missing field ts");
@@ -264,10 +265,10 @@ static void test_utf8(void)
     CU_ASSERT_EQUAL(chars, 3);
     CU_ASSERT(pl_arch_utf8_check("\xf0\x9f\x98\x80\xc3\xa9", 6, &chars));
     CU_ASSERT_EQUAL(chars, 2);
-    CU_ASSERT(!pl_arch_utf8_check("\xc0\x80", 2, NULL));     /* overlong NUL */
-    CU_ASSERT(!pl_arch_utf8_check("\xe0\x80\x80", 3, NULL)); /* overlong */
+    CU_ASSERT(!pl_arch_utf8_check("\xc0\x80", 2, NULL));         /* overlong NUL */
+    CU_ASSERT(!pl_arch_utf8_check("\xe0\x80\x80", 3, NULL));     /* overlong */
     CU_ASSERT(!pl_arch_utf8_check("\xf4\x90\x80\x80", 4, NULL)); /* > U+10FFFF */
-    CU_ASSERT(!pl_arch_utf8_check("\xf0\x9f\x98", 3, NULL)); /* truncated */
+    CU_ASSERT(!pl_arch_utf8_check("\xf0\x9f\x98", 3, NULL));     /* truncated */
     CU_ASSERT(!pl_arch_utf8_check("\xff", 1, NULL));
 }
 
@@ -305,7 +306,8 @@ static void test_build_insert_escapes(void)
     CU_ASSERT_EQUAL(k, 2);
     static const char want[] =
         "INSERT IGNORE INTO messages (room, seq, msg_id, sender, text, created_at) VALUES "
-        "('it\\'s',7,'m1','bob','a\\0b\\'c\\\"d\\\\e\\n\xf0\x9f\x98\x80','1970-01-01 00:00:01.000'),"
+        "('it\\'s',7,'m1','bob','a\\0b\\'c\\\"d\\\\e\\n\xf0\x9f\x98\x80','1970-01-01 "
+        "00:00:01.000'),"
         "('r2',8,'m2','bob','hi','1970-01-01 00:00:01.000')";
     CU_ASSERT_EQUAL(b.len, sizeof(want) - 1);
     CU_ASSERT(memcmp(b.p, want, sizeof(want) - 1) == 0);
