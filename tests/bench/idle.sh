@@ -3,9 +3,11 @@
 # free loopback port, `parley-load idle` opens N WebSocket connections and
 # holds them; we sum VmRSS of the gateway's master and workers before the
 # connections and while all N are open, and report gateway memory per idle
-# connection (target: <= 2 KiB) and handshakes/s.
+# connection (target: <= 2 KiB) and handshakes/s. With --auth the
+# connections go to /ws and authenticate (a redis-server is started for the
+# gateway), so the figure is per authenticated idle connection.
 #
-#   tests/bench/idle.sh [-n N] [--hold S] [--runs R] [--build-dir DIR]
+#   tests/bench/idle.sh [-n N] [--hold S] [--runs R] [--auth] [--build-dir DIR]
 #
 # Everything runs on 127.0.0.1, is bounded in time and is stopped on exit.
 # The load generator shares the machine's CPUs with the gateway.
@@ -17,6 +19,7 @@ N=10000
 HOLD=35
 RUNS=1
 WORKERS=2
+AUTH=0
 while [ $# -gt 0 ]; do
     case "$1" in
     -n) N=$2; shift 2 ;;
@@ -24,7 +27,8 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --build-dir) BUILD=$2; shift 2 ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    --auth) AUTH=1; shift ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "idle.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -40,6 +44,7 @@ fi
 TMP=$(mktemp -d /tmp/parley-idle.XXXXXX)
 GW_PID=
 LOAD_PID=
+REDIS_PID=
 cleanup() {
     [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null || true
     if [ -n "$GW_PID" ]; then
@@ -50,7 +55,14 @@ cleanup() {
     GW_PID=
     LOAD_PID=
 }
-trap 'cleanup; rm -rf "$TMP"' EXIT
+stop_redis() {
+    if [ -n "$REDIS_PID" ]; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    REDIS_PID=
+}
+trap 'cleanup; stop_redis; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 free_port() {
@@ -88,18 +100,34 @@ wait_healthz() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
+# Chat-side options for --auth: a Redis for the gateway and a token secret.
+GW_EXTRA=()
+LOAD_EXTRA=()
+URL_PATH=/echo
+if [ "$AUTH" = 1 ]; then
+    command -v redis-server >/dev/null || { echo "idle.sh: redis-server not found" >&2; exit 1; }
+    REDIS_PORT=$(free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+        >"$TMP/redis.log" 2>&1 &
+    REDIS_PID=$!
+    sleep 0.5
+    GW_EXTRA=(--token-secret "idle-secret-$$" --redis-url "redis://127.0.0.1:$REDIS_PORT/0")
+    LOAD_EXTRA=(--auth -s "idle-secret-$$")
+    URL_PATH=/ws
+fi
+
 PER_CONN=()
 HS=()
 for run in $(seq "$RUNS"); do
     PORT=$(free_port)
-    "$GW" --listen "127.0.0.1:$PORT" --workers "$WORKERS" --echo-path /echo --log-level warn \
+    "$GW" --listen "127.0.0.1:$PORT" --workers "$WORKERS" --echo-path /echo --log-level warn "${GW_EXTRA[@]}" \
         >"$TMP/gateway.log" 2>&1 &
     GW_PID=$!
     wait_healthz "$PORT" || { echo "idle.sh: gateway did not come up" >&2; cat "$TMP/gateway.log" >&2; exit 1; }
     sleep 0.5
     BEFORE=$(rss_kib)
     rm -f "$TMP/ready"
-    timeout $((HOLD + 180)) "$LOAD" idle -u "ws://127.0.0.1:$PORT/echo" -n "$N" --hold "$HOLD" \
+    timeout $((HOLD + 180)) "$LOAD" idle -u "ws://127.0.0.1:$PORT$URL_PATH" -n "$N" --hold "$HOLD" "${LOAD_EXTRA[@]}" \
         --src-ips 8 --ready-file "$TMP/ready" >"$TMP/load.out" 2>"$TMP/load.err" &
     LOAD_PID=$!
     for _ in $(seq 1800); do
@@ -144,7 +172,7 @@ MED_PER=$(printf '%s\n' "${PER_CONN[@]}" | median)
 MED_HS=$(printf '%s\n' "${HS[@]}" | median)
 VERDICT=FAIL
 [ "${MED_PER%.*}" -le 2048 ] && VERDICT=PASS
-echo "idle: n=$N runs=$RUNS median rss_per_conn_bytes=$MED_PER (target <= 2048: $VERDICT)" \
+echo "idle: n=$N auth=$AUTH runs=$RUNS median rss_per_conn_bytes=$MED_PER (target <= 2048: $VERDICT)" \
     "median handshakes_per_s=$MED_HS"
-echo "IDLE_RESULT n=$N runs=$RUNS rss_per_conn_bytes=$MED_PER handshakes_per_s=$MED_HS" \
+echo "IDLE_RESULT n=$N auth=$AUTH runs=$RUNS rss_per_conn_bytes=$MED_PER handshakes_per_s=$MED_HS" \
     "target=$VERDICT all_per_conn=$(IFS=,; echo "${PER_CONN[*]}") all_hs=$(IFS=,; echo "${HS[*]}")"
