@@ -56,8 +56,97 @@ static int get_int(const msgpack_object *o, int64_t *v)
     return -1;
 }
 
+static uint32_t be(const uint8_t *p, int n)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Bytes taken by the msgpack object at p, or 0 if it is truncated, too
+ * deep, or declares more container items than bytes remain. msgpack-c
+ * allocates a container's items before reading them, so without this
+ * check a 5-byte "array of 2^32 items" would ask for tens of gigabytes. */
+static size_t scan(const uint8_t *p, size_t n, int depth)
+{
+    if (n == 0 || depth > 8)
+        return 0;
+    uint8_t b = p[0];
+    size_t head = 1, body = 0, items = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+        return 1;
+    if (b >= 0x80 && b <= 0x8f)
+        items = 2u * (b & 0x0f);
+    else if (b >= 0x90 && b <= 0x9f)
+        items = b & 0x0f;
+    else if (b >= 0xa0 && b <= 0xbf)
+        body = b & 0x1f;
+    else {
+        switch (b) {
+        case 0xc4: case 0xd9: head = 2; break;
+        case 0xc5: case 0xda: head = 3; break;
+        case 0xc6: case 0xdb: head = 5; break;
+        case 0xc7: head = 3; break;
+        case 0xc8: head = 4; break;
+        case 0xc9: head = 6; break;
+        case 0xca: return n >= 5 ? 5 : 0;
+        case 0xcb: return n >= 9 ? 9 : 0;
+        case 0xcc: case 0xd0: return n >= 2 ? 2 : 0;
+        case 0xcd: case 0xd1: return n >= 3 ? 3 : 0;
+        case 0xce: case 0xd2: return n >= 5 ? 5 : 0;
+        case 0xcf: case 0xd3: return n >= 9 ? 9 : 0;
+        case 0xd4: return n >= 3 ? 3 : 0;
+        case 0xd5: return n >= 4 ? 4 : 0;
+        case 0xd6: return n >= 6 ? 6 : 0;
+        case 0xd7: return n >= 10 ? 10 : 0;
+        case 0xd8: return n >= 18 ? 18 : 0;
+        case 0xdc: head = 3; break;
+        case 0xdd: head = 5; break;
+        case 0xde: head = 3; break;
+        case 0xdf: head = 5; break;
+        default: return 0; /* 0xc1: never used */
+        }
+        if (n < head)
+            return 0;
+        if (b == 0xc4 || b == 0xd9)
+            body = p[1];
+        else if (b == 0xc5 || b == 0xda || b == 0xc8)
+            body = be(p + 1, 2);
+        else if (b == 0xc6 || b == 0xdb || b == 0xc9)
+            body = be(p + 1, 4);
+        else if (b == 0xc7)
+            body = p[1];
+        else if (b == 0xdc)
+            items = be(p + 1, 2);
+        else if (b == 0xdd)
+            items = be(p + 1, 4);
+        else if (b == 0xde)
+            items = 2u * be(p + 1, 2);
+        else if (b == 0xdf)
+            items = 2u * (size_t)be(p + 1, 4);
+    }
+    if (n < head || body > n - head)
+        return 0;
+    if (items == 0)
+        return head + body;
+    if (items > n - head)
+        return 0;
+    size_t off = head;
+    for (size_t i = 0; i < items; i++) {
+        size_t k = scan(p + off, n - off, depth + 1);
+        if (k == 0)
+            return 0;
+        off += k;
+    }
+    return off;
+}
+
 int pl_envelope_parse(const void *buf, size_t len, pl_envelope_t *e)
 {
+    if (scan(buf, len, 0) != len)
+        return -1;
+
     msgpack_unpacked u;
     size_t off = 0;
     int rc = -1;

@@ -130,5 +130,24 @@ static void test_malformed(void)
     free(buf);
 }
 
-PL_UNIT_SUITE(envelope, PL_TEST(test_roundtrip), PL_TEST(test_kinds), PL_TEST(test_cmsgpack_bytes),
+/* Containers declaring more items than there are bytes are refused before
+ * msgpack-c would allocate for them. */
+static void test_huge_counts(void)
+{
+    pl_envelope_t d;
+    static const unsigned char arr32[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const unsigned char map32[] = {0x98, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n', 0x00,
+                                          0x07, 0x05, 0xdf, 0x7f, 0xff, 0xff, 0xff};
+    static const unsigned char str32[] = {0x98, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n', 0x00,
+                                          0x07, 0x05, 0xdb, 0xff, 0xff, 0xff, 0xff, 'x'};
+    CU_ASSERT_EQUAL(pl_envelope_parse(arr32, sizeof(arr32), &d), -1);
+    CU_ASSERT_EQUAL(pl_envelope_parse(map32, sizeof(map32), &d), -1);
+    CU_ASSERT_EQUAL(pl_envelope_parse(str32, sizeof(str32), &d), -1);
+    /* array16 of 8 is a valid header too */
+    static const unsigned char a16[] = {0xdc, 0x00, 0x08, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1,
+                                        'n', 0x00, 0x07, 0x05, 0xa2, '{', '}'};
+    CU_ASSERT_EQUAL(pl_envelope_parse(a16, sizeof(a16), &d), 0);
+}
+
+PL_UNIT_SUITE(envelope, PL_TEST(test_huge_counts), PL_TEST(test_roundtrip), PL_TEST(test_kinds), PL_TEST(test_cmsgpack_bytes),
               PL_TEST(test_malformed))
