@@ -4,6 +4,7 @@
  */
 #include "metrics.h"
 #include "log.h"
+#include "util.h"
 
 #include <event2/buffer.h>
 
@@ -42,6 +43,35 @@ static const char *const hs_names[PL_HS_NREASONS] = {
     [PL_HS_TIMEOUT] = "timeout",
 };
 
+/* Run-time registered series: per process, but every worker registers the
+ * same ones in the same order, so an id means the same series everywhere. */
+static struct {
+    char *name, *type, *help;
+} extras[PL_METRICS_EXTRA];
+static int nextras;
+
+int pl_metrics_register(pl_metrics_t *m, const char *name, const char *type, const char *help)
+{
+    for (int i = 0; i < nextras; i++) {
+        if (strcmp(extras[i].name, name) == 0) {
+            if (strcmp(extras[i].type, "gauge") == 0)
+                m->extra_gauges |= 1u << i;
+            return i;
+        }
+    }
+    if (nextras == PL_METRICS_EXTRA) {
+        pl_log_error("too many metrics registered\tname=%s max=%d", name, PL_METRICS_EXTRA);
+        return -1;
+    }
+    int id = nextras++;
+    extras[id].name = pl_xstrdup(name);
+    extras[id].type = pl_xstrdup(strcmp(type, "gauge") == 0 ? "gauge" : "counter");
+    extras[id].help = pl_xstrdup(help);
+    if (strcmp(extras[id].type, "gauge") == 0)
+        m->extra_gauges |= 1u << id;
+    return id;
+}
+
 const char *pl_metrics_hs_reason_name(enum pl_hs_reason r)
 {
     return (unsigned)r < PL_HS_NREASONS ? hs_names[r] : "unknown";
@@ -68,7 +98,11 @@ pl_metrics_t *pl_metrics_block(int b)
 
 void pl_metrics_reset_gauges(int b)
 {
-    pl_metrics_block(b)->connections_open = 0;
+    pl_metrics_t *m = pl_metrics_block(b);
+    m->connections_open = 0;
+    for (int i = 0; i < PL_METRICS_EXTRA; i++)
+        if (m->extra_gauges & (1u << i))
+            m->extra[i] = 0;
 }
 
 void pl_metrics_close_code(pl_metrics_t *m, unsigned code)
@@ -125,6 +159,18 @@ void pl_metrics_render(struct evbuffer *out)
         evbuffer_add_printf(out, "%s %lld\n", scalars[i].name, (long long)total);
         for (int s = 0; s < nslots; s++)
             evbuffer_add_printf(out, "%s{worker=\"%d\"} %lld\n", scalars[i].name, s,
+                                (long long)slot_sum(s, off));
+    }
+    for (int id = 0; id < nextras; id++) {
+        size_t off = offsetof(pl_metrics_t, extra) + (size_t)id * sizeof(int64_t);
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", extras[id].name,
+                            extras[id].help, extras[id].name, extras[id].type);
+        int64_t total = 0;
+        for (int s = 0; s < nslots; s++)
+            total += slot_sum(s, off);
+        evbuffer_add_printf(out, "%s %lld\n", extras[id].name, (long long)total);
+        for (int s = 0; s < nslots; s++)
+            evbuffer_add_printf(out, "%s{worker=\"%d\"} %lld\n", extras[id].name, s,
                                 (long long)slot_sum(s, off));
     }
     for (int r = 0; r < PL_HS_NREASONS; r++)

@@ -12,11 +12,15 @@
  * so totals stay monotonic across restarts; only the gauge of a dead
  * process's block is zeroed by the master (pl_metrics_reset_gauges).
  *
- * ADDING A COUNTER (chat protocol etc.): add a uint64_t field to struct
- * pl_metrics in the marked spot below, and one line to the table in
- * metrics.c (name, help, type, offsetof). Bump it from the worker with
- * w->metrics->your_field++ (or += n). Nothing else is needed; it is
- * summed and rendered with a per-worker series automatically.
+ * ADDING A COUNTER (chat protocol etc.), either way:
+ *  - at run time, without touching this file: in every worker, at start
+ *    (pl_proto_worker_start), id = pl_metrics_register("parley_x_total",
+ *    "counter", "help"); then pl_metrics_add(w->metrics, id, n). Gauges
+ *    ("gauge") are zeroed when the worker dies, like connections_open.
+ *  - or statically: a uint64_t field in struct pl_metrics in the marked
+ *    spot below and one line in the table in metrics.c; bump it with
+ *    w->metrics->field++.
+ * Either way it is summed over workers and rendered with per-worker series.
  */
 #ifndef PL_METRICS_H
 #define PL_METRICS_H
@@ -42,6 +46,7 @@ enum pl_hs_reason {
 /* Close codes 1000..1015 are counted individually; anything else as "other". */
 #define PL_METRICS_CLOSE_MIN 1000
 #define PL_METRICS_CLOSE_N 17 /* 1000..1015 + other */
+#define PL_METRICS_EXTRA 32   /* run-time registered series per block */
 
 typedef struct pl_metrics {
     int64_t connections_open;      /* gauge: sockets accepted and not yet closed */
@@ -54,7 +59,8 @@ typedef struct pl_metrics {
     uint64_t close_codes_sent[PL_METRICS_CLOSE_N];
     /* ---- chat protocol counters: add uint64_t fields here and a line
      * to the table in metrics.c ---- */
-    uint64_t reserved[16];         /* spare, keeps the block size stable */
+    int64_t extra[PL_METRICS_EXTRA]; /* pl_metrics_register()ed series, by id */
+    uint32_t extra_gauges;           /* bit id set: extra[id] is a gauge (reset on death) */
     char pad[64];                  /* keeps neighbouring blocks off one cache line */
 } pl_metrics_t;
 
@@ -70,6 +76,17 @@ pl_metrics_t *pl_metrics_block(int b);
 void pl_metrics_reset_gauges(int b);
 /* Counts one close code sent. */
 void pl_metrics_close_code(pl_metrics_t *m, unsigned code);
+/* Worker side, at start, the same calls in the same order in every
+ * worker: registers a series (type "counter" or "gauge"; name and help are
+ * copied) and returns its id, or -1 if all PL_METRICS_EXTRA are taken.
+ * The same name again returns the same id. m is the worker's block. */
+int pl_metrics_register(pl_metrics_t *m, const char *name, const char *type, const char *help);
+/* Adds n (may be negative for gauges) to a registered series; id -1 is a no-op. */
+static inline void pl_metrics_add(pl_metrics_t *m, int id, int64_t n)
+{
+    if (id >= 0 && id < PL_METRICS_EXTRA)
+        m->extra[id] += n;
+}
 /* Appends the Prometheus text exposition of all blocks to out. */
 void pl_metrics_render(struct evbuffer *out);
 /* The label value of a handshake failure reason ("timeout", ...). */
