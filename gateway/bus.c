@@ -13,11 +13,19 @@
 #include "room.h"
 #include "util.h"
 
+#include <inttypes.h>
+
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A command link with replies outstanding and none arriving for this long
+ * is dropped (its callbacks get NULL, i.e. unavailable) and reconnected:
+ * a hung Redis must not hang clients. */
+#define STALL_MS 5000
 
 enum chan_state {
     CH_NONE,      /* not subscribed, nothing in flight */
@@ -49,6 +57,9 @@ struct pl_bus {
     link_t cmd, sub;
     pl_map_t chans;  /* channel -> chan_t */
     int freeing;
+    unsigned inflight;     /* commands sent on cmd and not answered */
+    uint64_t progress_ms;  /* last reply, or the send that started the current wait */
+    struct event *watchdog;
 };
 
 typedef struct pending {
@@ -113,6 +124,38 @@ static void on_retry_sub(evutil_socket_t fd, short what, void *arg)
     (void)what;
     pl_bus_t *bus = arg;
     connect_link(bus, &bus->sub);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pl_bus_t *bus = arg;
+    if (bus->cmd.ac == NULL || bus->inflight == 0 || pl_mono_ms() - bus->progress_ms < STALL_MS)
+        return;
+    pl_log_warn("redis not answering, reconnecting\tpending=%u waited_ms=%" PRIu64, bus->inflight,
+                pl_mono_ms() - bus->progress_ms);
+    /* outside any hiredis callback: freeing here is allowed; pending
+     * callbacks run with NULL and on_disconnect schedules the reconnect */
+    redisAsyncFree(bus->cmd.ac);
+}
+
+/* Writes what hiredis still buffers for the link (e.g. presence leaves
+ * queued by the last closing connections) before the bus goes away. */
+static void flush_link(link_t *l)
+{
+    if (l->ac == NULL || !l->up)
+        return;
+    redisContext *c = &l->ac->c;
+    int done = 0;
+    for (int i = 0; i < 50 && !done; i++) {
+        if (redisBufferWrite(c, &done) == REDIS_ERR)
+            return;
+        if (!done) {
+            struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+            (void)poll(&pfd, 1, 20);
+        }
+    }
 }
 
 static void schedule_retry(pl_bus_t *bus, link_t *l)
@@ -302,6 +345,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         return;
     l->ac = NULL;
     l->up = 0;
+    if (l == &bus->cmd)
+        bus->inflight = 0;
     if (bus->freeing)
         return;
     pl_log_warn("redis connection lost\tlink=%s error=\"%s\"", link_name(bus, l),
@@ -354,6 +399,9 @@ pl_bus_t *pl_bus_new(struct event_base *base, const char *url, const char *contr
     pl_map_put(&bus->chans, control, c);
     bus->cmd.retry = evtimer_new(base, on_retry_cmd, bus);
     bus->sub.retry = evtimer_new(base, on_retry_sub, bus);
+    bus->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, bus);
+    struct timeval tv = {1, 0};
+    evtimer_add(bus->watchdog, &tv);
     connect_link(bus, &bus->cmd);
     connect_link(bus, &bus->sub);
     return bus;
@@ -363,7 +411,9 @@ void pl_bus_free(pl_bus_t *bus)
 {
     if (bus == NULL)
         return;
+    flush_link(&bus->cmd);
     bus->freeing = 1;
+    event_free(bus->watchdog);
     if (bus->cmd.ac)
         redisAsyncFree(bus->cmd.ac);
     if (bus->sub.ac)
@@ -391,6 +441,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     if (reply == NULL)
         p->bus->cmd.up = 0; /* the context is going away: refuse new commands now */
+    if (p->bus->inflight > 0)
+        p->bus->inflight--;
+    p->bus->progress_ms = pl_mono_ms();
     p->fn(p->arg, reply);
     free(p);
 }
@@ -408,5 +461,7 @@ int pl_bus_command(pl_bus_t *bus, pl_bus_reply_fn fn, void *arg, int argc, const
         free(p);
         return -1;
     }
+    if (bus->inflight++ == 0)
+        bus->progress_ms = pl_mono_ms();
     return 0;
 }

@@ -65,3 +65,20 @@ async def test_crashed_node_users_disappear(gateway):
         import os
         os.kill(pid, signal.SIGKILL)
     await bob.close()
+
+
+async def test_graceful_stop_announces_leave(gateway):
+    a = gateway(node_id="gs-a")
+    b = gateway(node_id="gs-b")
+    room = uniq()
+    bob = await login(b, "gs-bob")
+    await bob.ok("join", room=room)
+    alice = await login(a, "gs-alice")
+    await alice.ok("join", room=room)
+    await bob.event(ev="presence", user="gs-alice", state="join")
+    a.stop()
+    m = await bob.event(ev="presence", user="gs-alice", state="leave", timeout=5)
+    assert m["room"] == room
+    r = await bob.ok("presence", room=room)
+    assert r["users"] == ["gs-bob"]
+    await bob.close()

@@ -149,3 +149,30 @@ async def test_redis_restart_during_traffic(gateway, fresh_redis):
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for c in [sender] + members:
         await c.close()
+
+
+async def test_hung_redis_gives_unavailable(gateway, fresh_redis):
+    import os
+    import signal
+    gw = gateway(redis_url=fresh_redis.url)
+    room = uniq()
+    c = await login(gw, "hung")
+    await c.ok("join", room=room)
+    await c.ok("send", room=room, text="before")
+    os.kill(fresh_redis.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = await c.cmd("send", room=room, text="while hung", timeout=10)
+        assert r["ok"] is False and r["error"] == "unavailable"
+        assert time.monotonic() - t0 < 8
+    finally:
+        os.kill(fresh_redis.proc.pid, signal.SIGCONT)
+    # recovers once Redis answers again
+    deadline = time.monotonic() + 10
+    while True:
+        r = await c.cmd("send", room=room, text="after")
+        if r["ok"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert r["ok"] is True, r
+    await c.close()
