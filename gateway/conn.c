@@ -61,12 +61,12 @@ struct pl_conn_private {
     uint64_t last_rx_ms;   /* monotonic time of the peer's last bytes */
     uint64_t ping_sent_ms; /* monotonic time of our last unanswered ping */
     int fd;
-    uint8_t kind;             /* enum conn_kind */
-    unsigned ws : 1;          /* the 101 was queued: out holds WebSocket frames */
-    unsigned opened : 1;      /* pl_proto_open was called; pl_proto_closed is owed */
+    uint8_t kind;        /* enum conn_kind */
+    unsigned ws : 1;     /* the 101 was queued: out holds WebSocket frames */
+    unsigned opened : 1; /* pl_proto_open was called; pl_proto_closed is owed */
     unsigned awaiting_pong : 1;
     unsigned peer_closed : 1; /* the peer's close frame arrived */
-    unsigned linger : 1;      /* after flushing: half-close and discard input until EOF (HTTP reply, failed WebSocket) */
+    unsigned linger : 1;      /* once flushed: half-close, drop input until EOF (see after_flush) */
     unsigned discard : 1;     /* ignore further input (after an error or an HTTP reply) */
     unsigned logged : 1;      /* the one death line was written */
 };
@@ -367,8 +367,7 @@ void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
         conn_shut(c, PL_LOG_INFO, "closed before upgrade");
         return;
     }
-    if (code < 1000 || code == 1004 || code == 1005 || code == 1006 || code == 1015 ||
-        code >= 5000)
+    if (code < 1000 || code == 1004 || code == 1005 || code == 1006 || code == 1015 || code >= 5000)
         code = PL_WS_CLOSE_INTERNAL; /* codes that must never be sent */
     uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
     send_ws(c, PL_WS_CLOSE, payload, 2);
@@ -435,8 +434,8 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
             pl_metrics_render(body);
             size_t len = evbuffer_get_length(body);
             char head[512];
-            size_t hlen = pl_http_head(head, sizeof(head), 200, "text/plain; version=0.0.4", len,
-                                       NULL);
+            size_t hlen =
+                pl_http_head(head, sizeof(head), 200, "text/plain; version=0.0.4", len, NULL);
             conn_send(c, head, hlen);
             out_ensure(c);
             evbuffer_add_buffer(p->out, body);

@@ -16,18 +16,18 @@
 /* A parsed request head. Every pointer points into the caller's buffer
  * and lives as long as it; lengths exclude any terminator. */
 typedef struct pl_http_req {
-    size_t head_len;        /* bytes of the head, final blank line included */
-    int is_get;             /* method is GET */
-    int http11;             /* HTTP/1.1 (else HTTP/1.0) */
-    const char *path;       /* request target without the query */
+    size_t head_len;  /* bytes of the head, final blank line included */
+    int is_get;       /* method is GET */
+    int http11;       /* HTTP/1.1 (else HTTP/1.0) */
+    const char *path; /* request target without the query */
     size_t path_len;
-    const char *query;      /* after '?', or NULL */
+    const char *query; /* after '?', or NULL */
     size_t query_len;
-    const char *key;        /* Sec-WebSocket-Key, trimmed, or NULL */
+    const char *key; /* Sec-WebSocket-Key, trimmed, or NULL */
     size_t key_len;
-    const char *origin;     /* Origin, or NULL */
+    const char *origin; /* Origin, or NULL */
     size_t origin_len;
-    const char *version;    /* Sec-WebSocket-Version, or NULL */
+    const char *version; /* Sec-WebSocket-Version, or NULL */
     size_t version_len;
     int upgrade_websocket;  /* Upgrade lists the token "websocket" */
     int connection_upgrade; /* Connection lists the token "upgrade" */

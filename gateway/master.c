@@ -33,10 +33,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define QUICK_DEATH_MS 5000   /* a worker dying sooner than this backs off */
+#define QUICK_DEATH_MS 5000 /* a worker dying sooner than this backs off */
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
-#define KILL_GRACE_MS 2000    /* after drain_timeout, before SIGKILL */
+#define KILL_GRACE_MS 2000 /* after drain_timeout, before SIGKILL */
 
 struct slot {
     int fd;              /* listening socket, open for the master's life */
@@ -71,11 +71,19 @@ static int killed;
 static void on_signal(int sig)
 {
     switch (sig) {
-    case SIGCHLD: got_chld = 1; break;
+    case SIGCHLD:
+        got_chld = 1;
+        break;
     case SIGTERM:
-    case SIGINT: got_term = 1; break;
-    case SIGHUP: got_hup = 1; break;
-    case SIGALRM: got_alrm = 1; break;
+    case SIGINT:
+        got_term = 1;
+        break;
+    case SIGHUP:
+        got_hup = 1;
+        break;
+    case SIGALRM:
+        got_alrm = 1;
+        break;
     }
 }
 
@@ -110,7 +118,8 @@ static int open_sockets(void)
         pl_log_error("bad listen address\tlisten=%s", cfg->listen);
         return -1;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai;
     int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);

@@ -26,12 +26,18 @@ static const struct {
     const char *help;
     size_t offset;
 } scalars[] = {
-    {"parley_connections_open", "gauge", "Client sockets currently open.", offsetof(pl_metrics_t, connections_open)},
-    {"parley_connections_total", "counter", "Client sockets accepted.", offsetof(pl_metrics_t, connections_total)},
-    {"parley_frames_in_total", "counter", "WebSocket frames received.", offsetof(pl_metrics_t, frames_in_total)},
-    {"parley_frames_out_total", "counter", "WebSocket frames queued for sending.", offsetof(pl_metrics_t, frames_out_total)},
-    {"parley_bytes_in_total", "counter", "Bytes read from clients.", offsetof(pl_metrics_t, bytes_in_total)},
-    {"parley_bytes_out_total", "counter", "Bytes written to clients.", offsetof(pl_metrics_t, bytes_out_total)},
+    {"parley_connections_open", "gauge", "Client sockets currently open.",
+     offsetof(pl_metrics_t, connections_open)},
+    {"parley_connections_total", "counter", "Client sockets accepted.",
+     offsetof(pl_metrics_t, connections_total)},
+    {"parley_frames_in_total", "counter", "WebSocket frames received.",
+     offsetof(pl_metrics_t, frames_in_total)},
+    {"parley_frames_out_total", "counter", "WebSocket frames queued for sending.",
+     offsetof(pl_metrics_t, frames_out_total)},
+    {"parley_bytes_in_total", "counter", "Bytes read from clients.",
+     offsetof(pl_metrics_t, bytes_in_total)},
+    {"parley_bytes_out_total", "counter", "Bytes written to clients.",
+     offsetof(pl_metrics_t, bytes_out_total)},
     /* chat protocol counters go here */
 };
 
@@ -163,8 +169,8 @@ void pl_metrics_render(struct evbuffer *out)
     }
     for (int id = 0; id < nextras; id++) {
         size_t off = offsetof(pl_metrics_t, extra) + (size_t)id * sizeof(int64_t);
-        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", extras[id].name,
-                            extras[id].help, extras[id].name, extras[id].type);
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", extras[id].name, extras[id].help,
+                            extras[id].name, extras[id].type);
         int64_t total = 0;
         for (int s = 0; s < nslots; s++)
             total += slot_sum(s, off);
@@ -176,8 +182,8 @@ void pl_metrics_render(struct evbuffer *out)
     for (int r = 0; r < PL_HS_NREASONS; r++)
         render_labelled(out, "parley_handshake_failures_total", "counter",
                         "HTTP requests that did not become a WebSocket, by reason.", "reason",
-                        hs_names[r], offsetof(pl_metrics_t, handshake_failures) + r * sizeof(uint64_t),
-                        r == 0);
+                        hs_names[r],
+                        offsetof(pl_metrics_t, handshake_failures) + r * sizeof(uint64_t), r == 0);
     for (int k = 0; k < PL_METRICS_CLOSE_N; k++) {
         char code[16];
         if (k == PL_METRICS_CLOSE_N - 1)

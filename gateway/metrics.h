@@ -49,19 +49,19 @@ enum pl_hs_reason {
 #define PL_METRICS_EXTRA 32   /* run-time registered series per block */
 
 typedef struct pl_metrics {
-    int64_t connections_open;      /* gauge: sockets accepted and not yet closed */
-    uint64_t connections_total;    /* accepted sockets */
-    uint64_t frames_in_total;      /* WebSocket frames parsed from clients */
-    uint64_t frames_out_total;     /* WebSocket frames queued to clients */
-    uint64_t bytes_in_total;       /* bytes read from client sockets */
-    uint64_t bytes_out_total;      /* bytes written to client sockets */
+    int64_t connections_open;   /* gauge: sockets accepted and not yet closed */
+    uint64_t connections_total; /* accepted sockets */
+    uint64_t frames_in_total;   /* WebSocket frames parsed from clients */
+    uint64_t frames_out_total;  /* WebSocket frames queued to clients */
+    uint64_t bytes_in_total;    /* bytes read from client sockets */
+    uint64_t bytes_out_total;   /* bytes written to client sockets */
     uint64_t handshake_failures[PL_HS_NREASONS];
     uint64_t close_codes_sent[PL_METRICS_CLOSE_N];
     /* ---- chat protocol counters: add uint64_t fields here and a line
      * to the table in metrics.c ---- */
     int64_t extra[PL_METRICS_EXTRA]; /* pl_metrics_register()ed series, by id */
     uint32_t extra_gauges;           /* bit id set: extra[id] is a gauge (reset on death) */
-    char pad[64];                  /* keeps neighbouring blocks off one cache line */
+    char pad[64];                    /* keeps neighbouring blocks off one cache line */
 } pl_metrics_t;
 
 #define PL_METRICS_BLOCKS_PER_SLOT 4

@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         char accept[29];
         enum pl_hs_reason reason;
-        int s = pl_http_check_upgrade(&req, "https://a.example, https://b.example", accept,
-                                      &reason);
+        int s =
+            pl_http_check_upgrade(&req, "https://a.example, https://b.example", accept, &reason);
         assert(s == 0 || s == 400 || s == 403 || s == 405 || s == 426);
         if (s == 0) {
             char resp[256];

@@ -99,8 +99,9 @@ static void test_bad_key(void)
                     "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA\r\nSec-WebSocket-Version: 13\r\n\r\n";
     CU_ASSERT_EQUAL(check(s, NULL, &reason), 400);
     CU_ASSERT_EQUAL(reason, PL_HS_BAD_KEY);
-    const char *t = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Key: not base64 at all!!!!!\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    const char *t =
+        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: not base64 at all!!!!!\r\nSec-WebSocket-Version: 13\r\n\r\n";
     CU_ASSERT_EQUAL(check(t, NULL, &reason), 400);
     const char *dup = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Key: " KEY "\r\n"
@@ -116,7 +117,8 @@ static void test_version_12_is_426(void)
     CU_ASSERT_EQUAL(check(s, NULL, &reason), 426);
     CU_ASSERT_EQUAL(reason, PL_HS_BAD_VERSION);
     char head[512];
-    size_t n = pl_http_head(head, sizeof(head), 426, "text/plain", 0, "Sec-WebSocket-Version: 13\r\n");
+    size_t n =
+        pl_http_head(head, sizeof(head), 426, "text/plain", 0, "Sec-WebSocket-Version: 13\r\n");
     CU_ASSERT(n > 0);
     CU_ASSERT(strstr(head, "HTTP/1.1 426 Upgrade Required\r\n") == head);
     CU_ASSERT(strstr(head, "\r\nSec-WebSocket-Version: 13\r\n") != NULL);
@@ -133,8 +135,8 @@ static void test_not_get(void)
 static void test_origin_list(void)
 {
     char s[512];
-    snprintf(s, sizeof(s), "%.*sOrigin: https://good.example\r\n\r\n",
-             (int)strlen(upgrade_req) - 2, upgrade_req);
+    snprintf(s, sizeof(s), "%.*sOrigin: https://good.example\r\n\r\n", (int)strlen(upgrade_req) - 2,
+             upgrade_req);
     CU_ASSERT_EQUAL(check(s, "https://a.example, https://good.example", NULL), 0);
     enum pl_hs_reason reason;
     CU_ASSERT_EQUAL(check(s, "https://a.example", &reason), 403);
