@@ -44,7 +44,11 @@ void pl_conn_send_text(pl_conn_t *c, const char *payload, size_t len);
 void pl_conn_send_frame(pl_conn_t *c, pl_frame_t *f);
 /* The one exit: logs once (reason), queues a close frame with code, sets
  * CLOSING; the connection is freed later by the worker, never inside the
- * caller's stack. Safe to call more than once (later calls are ignored). */
+ * caller's stack. Safe to call more than once (later calls are ignored).
+ * Codes that may not be sent (1005, 1006, 1015, < 1000, >= 5000) become
+ * 1011. In HTTP state the socket is simply dropped. pl_proto_closed comes
+ * later, when the socket is really closed (close handshake done, timeout
+ * or error), never from inside this call; meanwhile sends are no-ops. */
 void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
