@@ -542,6 +542,8 @@ static int archive(arch_t *a)
     if (atomic_load(&a->fatal))
         return 1;
     maybe_trim(a, 1);
+    if (pl_reader_connected(a->reader) && pl_reader_forget_consumer(a->reader) == 1)
+        pl_log_debug("left the consumer group (nothing pending under our name)");
     if (done)
         return 0;
     pl_log_info("stopped\tsignal=%d rows_written=%llu", (int)stopping,
@@ -556,6 +558,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  run      archive until SIGTERM/SIGINT (finishes the batch in flight)\n"
                  "  drain    archive until the stream is caught up, then exit 0\n"
+                 "           (1 if stopped by a signal first)\n"
                  "  migrate  apply the missing SQL migrations, then exit 0\n"
                  "\n"
                  "options (also `key = value` in FILE and PARLEY_<KEY> in the environment):\n");

@@ -679,3 +679,23 @@ long long pl_reader_trim(pl_reader_t *r, pl_arch_group_stats_t *st)
         pl_log_debug("trimmed stream\tstream=%s minid=%s trimmed=%lld", r->stream, idbuf, trimmed);
     return trimmed;
 }
+
+int pl_reader_forget_consumer(pl_reader_t *r)
+{
+    if (r->ctl == NULL)
+        return -1;
+    redisReply *rep =
+        redisCommand(r->ctl, "XPENDING %s %s - + 1 %s", r->stream, r->group, r->consumer);
+    if (rep == NULL)
+        return fail(r, r->ctl, NULL, "XPENDING");
+    int held = rep->type != REDIS_REPLY_ARRAY || rep->elements > 0;
+    freeReplyObject(rep);
+    if (held)
+        return 0;
+    rep = redisCommand(r->ctl, "XGROUP DELCONSUMER %s %s %s", r->stream, r->group, r->consumer);
+    if (rep == NULL)
+        return fail(r, r->ctl, NULL, "XGROUP DELCONSUMER");
+    int ok = rep->type == REDIS_REPLY_INTEGER && rep->integer == 0;
+    freeReplyObject(rep);
+    return ok ? 1 : 0;
+}

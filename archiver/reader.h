@@ -114,6 +114,11 @@ int pl_reader_ack(pl_reader_t *r, const pl_arch_bytes_t *ids, size_t n, const pl
  * MINID to it; fills *st. Returns entries trimmed, or -1. */
 long long pl_reader_trim(pl_reader_t *r, pl_arch_group_stats_t *st);
 
+/* Removes this consumer from the group if it holds no pending entries
+ * (host-pid names would otherwise pile up across restarts). Call only when
+ * nothing is being read any more. Returns 1 if removed, 0 if kept, -1. */
+int pl_reader_forget_consumer(pl_reader_t *r);
+
 /* Fills *st for this group without trimming. Returns 0 or -1. */
 int pl_reader_stats(pl_reader_t *r, pl_arch_group_stats_t *st);
 

@@ -83,6 +83,8 @@ def test_drain_5000_exactly_once(archiver, fresh_database, redis):
     au.check_exactly(db, entries)
     assert "caught up" in a.log_text()
     assert au.group_pending(redis, stream, "archiver") == 0
+    # it left the group on exit (nothing pending under its host-pid name)
+    assert redis.cli("XINFO", "CONSUMERS", stream, "archiver") == ""
     # created_at is ts in UTC with milliseconds
     assert db.scalar("SELECT created_at FROM messages WHERE room = 'room-0' AND seq = 1") == \
         "2025-11-24 16:00:00.001"
