@@ -36,10 +36,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PRESENCE_BEAT_MS 15000  /* each worker refreshes its members this often */
 #define PRESENCE_WINDOW_MS 45000 /* a member not refreshed for this long is gone */
 #define PRESENCE_KEY_TTL_MS 120000
+#define PL_MEMBER_MAX (PL_USER_MAX + 160 + 16) /* "user|origin|worker" */
 
 /* ===================================================================== */
 /* parsing (pure, see cmd.h)                                              */
@@ -186,6 +188,9 @@ typedef struct proto {
     uint8_t *secret;       /* token secret, NULL = every auth fails */
     size_t secret_len;
     struct event *beat;    /* presence heartbeat */
+    char origin[160];      /* "<node_id>.<pid>": envelope origin and presence member
+                            * part; the pid keeps two nodes sharing a node_id (or a
+                            * respawned worker) apart */
     uint64_t room_gen;     /* incarnation counter for rooms (stale fetch replies) */
 } proto_t;
 
@@ -194,6 +199,9 @@ typedef struct session {
     proto_t *p;
     int refs;              /* the connection's + one per request in flight */
     int authed;
+    int auth_wait;         /* authed, reply held until the user channel is subscribed */
+    int auth_has_id;       /* the held reply's id */
+    int64_t auth_id;
     pl_auth_t auth;
     char sid[33];          /* session id, 128 random bits in hex */
     struct event *auth_timer;
@@ -562,12 +570,21 @@ static void on_bus_message(void *arg, const char *channel, size_t chlen, const c
         return;
     }
     uint64_t origin = 0;
-    if (e.worker == p->w->index && e.node_len == strlen(p->w->node_id) &&
-        memcmp(e.node, p->w->node_id, e.node_len) == 0)
+    if (e.worker == p->w->index && e.node_len == strlen(p->origin) && memcmp(e.node, p->origin, e.node_len) == 0)
         origin = e.conn;
 
     char name[PL_ROOM_MAX + 1];
     if (channel_user(channel, chlen, name) == 0) {
+        if (e.kind == PL_ENV_MSG && e.room_len <= PL_ROOM_MAX) {
+            /* a joined dm room's position advances with its user-channel
+             * traffic (join replies report it) */
+            char room[PL_ROOM_MAX + 1];
+            memcpy(room, e.room, e.room_len);
+            room[e.room_len] = '\0';
+            pl_room_t *r = pl_room_get(&p->rooms, room);
+            if (r && r->have_base && e.seq > r->last_seq)
+                r->last_seq = e.seq;
+        }
         const pl_user_conns_t *u = pl_user_get(&p->rooms, name);
         if (u == NULL || u->n == 0)
             return;
@@ -596,10 +613,21 @@ static void on_bus_message(void *arg, const char *channel, size_t chlen, const c
     pl_frame_unref(f);
 }
 
+static void auth_reply(session_t *s);
+
 static void on_bus_subscribed(void *arg, const char *channel)
 {
     proto_t *p = arg;
     char room[PL_ROOM_MAX + 1];
+    if (channel_user(channel, strlen(channel), room) == 0) {
+        const pl_user_conns_t *u = pl_user_get(&p->rooms, room);
+        for (size_t i = 0; u && i < u->n; i++) {
+            session_t *s = ((pl_conn_t *)u->conns[i])->session;
+            if (s && s->auth_wait)
+                auth_reply(s);
+        }
+        return;
+    }
     if (channel_room(channel, strlen(channel), room) < 0)
         return;
     pl_room_t *r = pl_room_get(&p->rooms, room);
@@ -620,9 +648,12 @@ static void on_bus_sub_down(void *arg)
     }
 }
 
+static void on_beat(evutil_socket_t fd, short what, void *arg);
+
 static void on_bus_cmd_up(void *arg)
 {
     proto_t *p = arg;
+    on_beat(-1, 0, p); /* a restarted Redis may have lost presence: refresh now */
     /* start_fetch may drop a room (failed joins): collect names first */
     size_t i, n = 0;
     char **names = pl_xcalloc(p->rooms.rooms.n + 1, sizeof(*names));
@@ -652,7 +683,7 @@ static void on_ignore(void *arg, redisReply *r)
 
 static void presence_member(proto_t *p, const char *user, char *out, size_t n)
 {
-    snprintf(out, n, "%s|%s|%d", user, p->w->node_id, p->w->index);
+    snprintf(out, n, "%s|%s|%d", user, p->origin, p->w->index);
 }
 
 /* Runs the presence script; extra are the op's arguments. */
@@ -673,7 +704,7 @@ static int presence_call(proto_t *p, const char *op, const char *room, uint64_t 
     args[PRES_ROOM] = room;
     args[PRES_ROOM_JSON] = rj;
     args[PRES_CHANNEL] = ch;
-    args[PRES_NODE] = p->w->node_id;
+    args[PRES_NODE] = p->origin;
     args[PRES_WORKER] = worker;
     args[PRES_CONN] = cid;
     args[PRES_KEY_TTL] = ttl;
@@ -688,7 +719,7 @@ static int presence_call(proto_t *p, const char *op, const char *room, uint64_t 
 
 static void presence_change(proto_t *p, const char *op, const char *room, const char *user, uint64_t conn)
 {
-    char member[PL_USER_MAX + 128];
+    char member[PL_MEMBER_MAX];
     presence_member(p, user, member, sizeof(member));
     const char *extra[] = {user, member};
     presence_call(p, op, room, conn, 2, extra, on_ignore, NULL);
@@ -708,7 +739,7 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
         pl_room_t *r = e->val;
         for (size_t u = 0; u < r->nusers; u += 64) {
             size_t n = r->nusers - u < 64 ? r->nusers - u : 64;
-            char(*members)[PL_USER_MAX + 128] = pl_xmalloc(n * sizeof(*members));
+            char(*members)[PL_MEMBER_MAX] = pl_xmalloc(n * sizeof(*members));
             const char *extra[64];
             for (size_t k = 0; k < n; k++) {
                 presence_member(p, r->users[u + k].user, members[k], sizeof(members[k]));
@@ -1005,7 +1036,7 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
     args[SEND_TEXT_JSON] = tj;
     args[SEND_KEEP] = keep;
     args[SEND_TTL] = ttl;
-    args[SEND_NODE] = p->w->node_id;
+    args[SEND_NODE] = p->origin;
     args[SEND_WORKER] = worker;
     args[SEND_CONN] = conn;
     args[SEND_USE_CID] = q->cid ? "1" : "0";
@@ -1228,8 +1259,8 @@ static void cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd)
         .kind = PL_ENV_TYPING,
         .room = cmd->room,
         .room_len = strlen(cmd->room),
-        .node = p->w->node_id,
-        .node_len = strlen(p->w->node_id),
+        .node = p->origin,
+        .node_len = strlen(p->origin),
         .worker = p->w->index,
         .conn = s->c->id,
         .seq = 0,
@@ -1249,13 +1280,29 @@ static void cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 /* ===================================================================== */
 /* auth                                                                   */
 
+static void auth_reply(session_t *s)
+{
+    s->auth_wait = 0;
+    json_t *o = ok_obj(s->auth_has_id, s->auth_id);
+    json_object_set_new(o, "user", json_string(s->auth.user));
+    json_object_set_new(o, "session", json_string(s->sid));
+    send_json(s, o);
+}
+
 static void on_auth_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     session_t *s = arg;
-    if (s->c == NULL || s->authed)
+    if (s->c == NULL)
         return;
+    if (s->authed) {
+        /* the user channel did not confirm in time (Redis trouble):
+         * answer anyway; DMs start once it does */
+        if (s->auth_wait)
+            auth_reply(s);
+        return;
+    }
     reply_error(s, 0, 0, "unauthorized", "no auth in time");
     pl_conn_close(s->c, 1008, "no auth within auth_timeout");
 }
@@ -1277,16 +1324,22 @@ static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     pl_random_bytes(rnd, sizeof(rnd));
     pl_hex(rnd, sizeof(rnd), s->sid);
     pl_ratelimit_init(&s->rl, p->w->cfg->rate_limit, p->w->cfg->rate_burst, pl_mono_ms());
-    if (pl_user_add(&p->rooms, s->auth.user, s->c)) {
-        char ch[PL_KEY_MAX];
-        pl_key_user(ch, s->auth.user);
+    char ch[PL_KEY_MAX];
+    pl_key_user(ch, s->auth.user);
+    if (pl_user_add(&p->rooms, s->auth.user, s->c))
         pl_bus_subscribe(p->bus, ch);
-    }
     pl_conn_log(s->c, PL_LOG_DEBUG, "authenticated\tsession=%s", s->sid);
-    json_t *o = ok_obj(cmd->has_id, cmd->id);
-    json_object_set_new(o, "user", json_string(s->auth.user));
-    json_object_set_new(o, "session", json_string(s->sid));
-    send_json(s, o);
+    s->auth_has_id = cmd->has_id;
+    s->auth_id = cmd->id;
+    if (pl_bus_subscribed(p->bus, ch)) {
+        auth_reply(s);
+        return;
+    }
+    /* Hold the reply until DMs can reach this connection, so a DM sent
+     * right after our reply is never lost; at most 2 s. */
+    s->auth_wait = 1;
+    struct timeval tv = {2, 0};
+    evtimer_add(s->auth_timer, &tv);
 }
 
 /* ===================================================================== */
@@ -1296,6 +1349,7 @@ int pl_proto_worker_start(struct pl_worker *w)
 {
     proto_t *p = pl_xcalloc(1, sizeof(*p));
     p->w = w;
+    snprintf(p->origin, sizeof(p->origin), "%.120s.%d", w->node_id, (int)getpid());
     pl_rooms_init(&p->rooms);
     if (pl_auth_load_secret(w->cfg, &p->secret, &p->secret_len) < 0)
         pl_log_error("no token secret (token_secret or token_secret_file): every auth will fail");
