@@ -467,7 +467,7 @@ static int archive(arch_t *a)
     /* drain only needs to see that nothing new arrives for a moment. */
     a->block_ms = a->drain && a->cfg->block_ms > 100 ? 100 : a->cfg->block_ms;
     a->next_claim_at = 0; /* claim once right after our own pending entries */
-    int done = 0;
+    int done = 0, waiting_logged = 0;
 
     while (!stopping && !atomic_load(&a->fatal)) {
         if (!pl_reader_connected(a->reader) && redis_connect(a) < 0)
@@ -485,6 +485,8 @@ static int archive(arch_t *a)
             }
             if (src == SRC_CLAIM)
                 continue;
+            if (atomic_load(&a->fatal))
+                break;
             /* Nothing new: a good moment to trim and to check for the end. */
             maybe_trim(a, 0);
             if (a->drain && pl_reader_connected(a->reader)) {
@@ -504,8 +506,11 @@ static int archive(arch_t *a)
                     done = 1;
                     break;
                 }
-                pl_log_debug("waiting for entries pending in other consumers\tpending=%lld",
-                             (long long)st.pending);
+                if (!waiting_logged)
+                    pl_log_info("waiting for entries pending in other consumers (claimed once "
+                                "idle for claim_idle)\tpending=%lld claim_idle_ms=%lld",
+                                (long long)st.pending, (long long)a->cfg->claim_idle);
+                waiting_logged = 1;
             }
             continue;
         }

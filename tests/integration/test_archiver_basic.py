@@ -295,3 +295,18 @@ def test_bad_config_exits_2(archiver, workdir):
     assert r.returncode == 2
     r = subprocess.run([bin_, "--help"], capture_output=True, text=True, env=pl.clean_env())
     assert r.returncode == 0 and "--claim_idle" in r.stdout and "drain" in r.stdout
+
+
+def test_missing_schema_exits_1_and_acks_nothing(archiver, fresh_database, redis):
+    db = fresh_database  # no migrate: there is no messages table
+    stream = au.unique("arch-noschema")
+    au.xadd_many(redis, stream, au.messages(10))
+    a = archiver("drain", **opts(db, stream))
+    assert a.wait(30) == 1
+    assert "giving up" in a.log_text() and "doesn't exist" in a.log_text()
+    assert au.group_pending(redis, stream, "archiver") == 10
+    # after migrate, another archiver claims and stores them
+    au.migrate(archiver, db)
+    a = archiver("drain", claim_idle="100ms", **opts(db, stream))
+    assert a.wait(30) == 0
+    au.check_exactly(db, au.messages(10))
