@@ -310,3 +310,27 @@ def test_missing_schema_exits_1_and_acks_nothing(archiver, fresh_database, redis
     a = archiver("drain", claim_idle="100ms", **opts(db, stream))
     assert a.wait(30) == 0
     au.check_exactly(db, au.messages(10))
+
+
+def test_redelivered_rows_count_as_duplicates(archiver, fresh_database, redis):
+    # As after a crash between COMMIT and XACK: some rows are already stored.
+    db = fresh_database
+    stream = au.unique("arch-dup")
+    au.migrate(archiver, db)
+    entries = au.messages(100)
+    values = ",".join(f"('{e['room']}',{e['seq']},'{e['msg_id']}','{e['from']}','old text',"
+                      "'2020-01-01 00:00:00')" for e in entries[:40])
+    db.query("INSERT INTO messages (room, seq, msg_id, sender, text, created_at) VALUES " + values)
+    au.xadd_many(redis, stream, entries)
+    a = archiver("run", **opts(db, stream))
+    pl.wait_for(lambda: au.metrics(a)["parley_archiver_rows_written_total"] == 60, timeout=20,
+                what="60 new rows")
+    m = au.metrics(a)
+    assert m["parley_archiver_duplicates_total"] == 40
+    assert m["parley_archiver_conflicts_total"] == 0
+    au.check_exactly(db, entries)
+    # the stored rows were not rewritten
+    assert db.scalar("SELECT COUNT(*) FROM messages WHERE text = 'old text'") == "40"
+    pl.wait_for(lambda: au.group_pending(redis, stream, "archiver") == 0, timeout=10,
+                what="nothing pending")
+    assert a.stop() == 0
