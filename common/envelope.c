@@ -84,28 +84,67 @@ static size_t scan(const uint8_t *p, size_t n, int depth)
         body = b & 0x1f;
     else {
         switch (b) {
-        case 0xc4: case 0xd9: head = 2; break;
-        case 0xc5: case 0xda: head = 3; break;
-        case 0xc6: case 0xdb: head = 5; break;
-        case 0xc7: head = 3; break;
-        case 0xc8: head = 4; break;
-        case 0xc9: head = 6; break;
-        case 0xca: return n >= 5 ? 5 : 0;
-        case 0xcb: return n >= 9 ? 9 : 0;
-        case 0xcc: case 0xd0: return n >= 2 ? 2 : 0;
-        case 0xcd: case 0xd1: return n >= 3 ? 3 : 0;
-        case 0xce: case 0xd2: return n >= 5 ? 5 : 0;
-        case 0xcf: case 0xd3: return n >= 9 ? 9 : 0;
-        case 0xd4: return n >= 3 ? 3 : 0;
-        case 0xd5: return n >= 4 ? 4 : 0;
-        case 0xd6: return n >= 6 ? 6 : 0;
-        case 0xd7: return n >= 10 ? 10 : 0;
-        case 0xd8: return n >= 18 ? 18 : 0;
-        case 0xdc: head = 3; break;
-        case 0xdd: head = 5; break;
-        case 0xde: head = 3; break;
-        case 0xdf: head = 5; break;
-        default: return 0; /* 0xc1: never used */
+        case 0xc4:
+        case 0xd9:
+            head = 2;
+            break;
+        case 0xc5:
+        case 0xda:
+            head = 3;
+            break;
+        case 0xc6:
+        case 0xdb:
+            head = 5;
+            break;
+        case 0xc7:
+            head = 3;
+            break;
+        case 0xc8:
+            head = 4;
+            break;
+        case 0xc9:
+            head = 6;
+            break;
+        case 0xca:
+            return n >= 5 ? 5 : 0;
+        case 0xcb:
+            return n >= 9 ? 9 : 0;
+        case 0xcc:
+        case 0xd0:
+            return n >= 2 ? 2 : 0;
+        case 0xcd:
+        case 0xd1:
+            return n >= 3 ? 3 : 0;
+        case 0xce:
+        case 0xd2:
+            return n >= 5 ? 5 : 0;
+        case 0xcf:
+        case 0xd3:
+            return n >= 9 ? 9 : 0;
+        case 0xd4:
+            return n >= 3 ? 3 : 0;
+        case 0xd5:
+            return n >= 4 ? 4 : 0;
+        case 0xd6:
+            return n >= 6 ? 6 : 0;
+        case 0xd7:
+            return n >= 10 ? 10 : 0;
+        case 0xd8:
+            return n >= 18 ? 18 : 0;
+        case 0xdc:
+            head = 3;
+            break;
+        case 0xdd:
+            head = 5;
+            break;
+        case 0xde:
+            head = 3;
+            break;
+        case 0xdf:
+            head = 5;
+            break;
+        default:
+            return 0; /* 0xc1: never used */
         }
         if (n < head)
             return 0;
@@ -171,9 +210,10 @@ int pl_envelope_parse(const void *buf, size_t len, pl_envelope_t *e)
             k = (int)i;
     if (k < 0)
         goto out;
-    if (get_str(&it[2], &e->room, &e->room_len) < 0 || get_str(&it[3], &e->node, &e->node_len) < 0 ||
-        get_int(&it[4], &worker) < 0 || get_int(&it[5], &conn) < 0 || conn < 0 ||
-        get_int(&it[6], &seq) < 0 || seq < 0 || get_str(&it[7], &e->json, &e->json_len) < 0)
+    if (get_str(&it[2], &e->room, &e->room_len) < 0 ||
+        get_str(&it[3], &e->node, &e->node_len) < 0 || get_int(&it[4], &worker) < 0 ||
+        get_int(&it[5], &conn) < 0 || conn < 0 || get_int(&it[6], &seq) < 0 || seq < 0 ||
+        get_str(&it[7], &e->json, &e->json_len) < 0)
         goto out;
     e->kind = (pl_env_kind_t)k;
     e->worker = worker;

@@ -13,8 +13,8 @@
 #include <string.h>
 
 static const char *const status_names[] = {
-    "ok", "malformed token", "algorithm not HS256", "bad signature",
-    "exp missing", "token expired", "bad sub claim",
+    "ok",          "malformed token", "algorithm not HS256", "bad signature",
+    "exp missing", "token expired",   "bad sub claim",
 };
 
 const char *pl_token_status_str(pl_token_status_t st)
@@ -132,7 +132,8 @@ pl_token_status_t pl_token_verify(const char *token, const uint8_t *secret, size
         goto out;
     }
     json_t *sub = json_object_get(c, "sub");
-    if (!json_is_string(sub) || !pl_token_valid_user(json_string_value(sub), json_string_length(sub))) {
+    if (!json_is_string(sub) ||
+        !pl_token_valid_user(json_string_value(sub), json_string_length(sub))) {
         st = PL_TOKEN_BAD_SUB;
         goto out;
     }

@@ -20,8 +20,8 @@ typedef struct pl_auth {
     char *name;                 /* optional display name, or NULL */
     char **rooms;               /* the rooms claim: names or prefixes ending in '*' */
     size_t nrooms;
-    int has_rooms;              /* the claim was present (even empty = no rooms) */
-    int64_t exp;                /* unix seconds */
+    int has_rooms; /* the claim was present (even empty = no rooms) */
+    int64_t exp;   /* unix seconds */
 } pl_auth_t;
 
 /* Verifies token and fills a. Returns 0, or -1 with *why set to a short

@@ -35,7 +35,7 @@ enum chan_state {
 };
 
 typedef struct chan {
-    int want;             /* the owner wants this channel */
+    int want; /* the owner wants this channel */
     enum chan_state st;
 } chan_t;
 
@@ -48,17 +48,17 @@ typedef struct link {
 
 struct pl_bus {
     struct event_base *base;
-    char *host;      /* NULL for a unix socket */
+    char *host; /* NULL for a unix socket */
     int port;
-    char *path;      /* unix socket path */
+    char *path; /* unix socket path */
     int db;
-    char *control;   /* channel kept subscribed for the bus's lifetime */
+    char *control; /* channel kept subscribed for the bus's lifetime */
     pl_bus_handlers_t h;
     link_t cmd, sub;
-    pl_map_t chans;  /* channel -> chan_t */
+    pl_map_t chans; /* channel -> chan_t */
     int freeing;
-    unsigned inflight;     /* commands sent on cmd and not answered */
-    uint64_t progress_ms;  /* last reply, or the send that started the current wait */
+    unsigned inflight;    /* commands sent on cmd and not answered */
+    uint64_t progress_ms; /* last reply, or the send that started the current wait */
     struct event *watchdog;
 };
 
@@ -91,7 +91,8 @@ static int parse_url(pl_bus_t *bus, const char *url)
     const char *slash = strchr(h, '/');
     const char *colon = strchr(h, ':');
     size_t hostlen = colon && (!slash || colon < slash) ? (size_t)(colon - h)
-                                                         : slash ? (size_t)(slash - h) : strlen(h);
+                     : slash                            ? (size_t)(slash - h)
+                                                        : strlen(h);
     bus->host = pl_xstrndup(h, hostlen);
     if (*bus->host == '\0') {
         free(bus->host);
@@ -185,8 +186,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
         bus->sub.up = 0;
         return;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING ||
-        r->element[1]->type != REDIS_REPLY_STRING)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING)
         return;
     const char *kind = r->element[0]->str;
     const char *name = r->element[1]->str;
@@ -266,7 +267,8 @@ static void sub_reset(pl_bus_t *bus)
     /* collect unwanted names first: no deletes while iterating */
     size_t i, n = 0;
     char **dead = pl_xcalloc(bus->chans.n + 1, sizeof(*dead));
-    for (pl_map_entry_t *e = pl_map_first(&bus->chans, &i); e; e = pl_map_next(&bus->chans, e, &i)) {
+    for (pl_map_entry_t *e = pl_map_first(&bus->chans, &i); e;
+         e = pl_map_next(&bus->chans, e, &i)) {
         chan_t *c = e->val;
         c->st = CH_NONE;
         if (!c->want)
@@ -282,7 +284,8 @@ static void sub_resubscribe(pl_bus_t *bus)
     /* the control channel first, so hiredis stays in subscribe mode */
     send_sub(bus, bus->control, "SUBSCRIBE");
     size_t i;
-    for (pl_map_entry_t *e = pl_map_first(&bus->chans, &i); e; e = pl_map_next(&bus->chans, e, &i)) {
+    for (pl_map_entry_t *e = pl_map_first(&bus->chans, &i); e;
+         e = pl_map_next(&bus->chans, e, &i)) {
         chan_t *c = e->val;
         if (c->want && c->st == CH_NONE)
             send_sub(bus, e->key, "SUBSCRIBE");
@@ -317,7 +320,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     if (status != REDIS_OK) {
         if (l->attempts < 2 || l->attempts % 20 == 0)
-            pl_log_warn("redis connect failed\tlink=%s error=\"%s\"", link_name(bus, l), ac->errstr);
+            pl_log_warn("redis connect failed\tlink=%s error=\"%s\"", link_name(bus, l),
+                        ac->errstr);
         l->ac = NULL; /* hiredis frees it after this callback */
         l->up = 0;
         schedule_retry(bus, l);
@@ -363,8 +367,8 @@ static void connect_link(pl_bus_t *bus, link_t *l)
 {
     if (bus->freeing || l->ac)
         return;
-    redisAsyncContext *ac = bus->path ? redisAsyncConnectUnix(bus->path)
-                                      : redisAsyncConnect(bus->host, bus->port);
+    redisAsyncContext *ac =
+        bus->path ? redisAsyncConnectUnix(bus->path) : redisAsyncConnect(bus->host, bus->port);
     if (ac == NULL || ac->err) {
         pl_log_warn("redis connect failed\tlink=%s error=\"%s\"", link_name(bus, l),
                     ac ? ac->errstr : "out of memory");

@@ -24,7 +24,8 @@ typedef void (*pl_bus_reply_fn)(void *arg, redisReply *r);
 typedef struct pl_bus_handlers {
     void *arg;
     /* A published payload on a channel this bus subscribed to. */
-    void (*on_message)(void *arg, const char *channel, size_t chlen, const char *payload, size_t len);
+    void (*on_message)(void *arg, const char *channel, size_t chlen, const char *payload,
+                       size_t len);
     /* The subscription to channel is confirmed (first time or after a
      * reconnect): messages from now on will arrive. */
     void (*on_subscribed)(void *arg, const char *channel);

@@ -20,6 +20,7 @@
 #include "envelope.h"
 #include "history.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 #include "ratelimit.h"
 #include "room.h"
@@ -38,7 +39,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PRESENCE_BEAT_MS 15000  /* each worker refreshes its members this often */
+#define PRESENCE_BEAT_MS 15000   /* each worker refreshes its members this often */
 #define PRESENCE_WINDOW_MS 45000 /* a member not refreshed for this long is gone */
 #define PRESENCE_KEY_TTL_MS 120000
 #define PL_MEMBER_MAX (PL_USER_MAX + 160 + 16) /* "user|origin|worker" */
@@ -46,7 +47,8 @@
 /* ===================================================================== */
 /* parsing (pure, see cmd.h)                                              */
 
-static const char *const op_names[] = {"auth", "join", "leave", "send", "dm", "history", "presence", "typing"};
+static const char *const op_names[] = {"auth", "join",    "leave",    "send",
+                                       "dm",   "history", "presence", "typing"};
 
 static int fail(pl_cmd_t *cmd, const char *err, const char *msg)
 {
@@ -60,7 +62,8 @@ static int get_room(pl_cmd_t *cmd, json_t *o)
     json_t *r = json_object_get(o, "room");
     if (!json_is_string(r))
         return fail(cmd, "bad_request", "room must be a string");
-    if (!pl_room_name_valid(json_string_value(r)) || strlen(json_string_value(r)) != json_string_length(r))
+    if (!pl_room_name_valid(json_string_value(r)) ||
+        strlen(json_string_value(r)) != json_string_length(r))
         return fail(cmd, "bad_request", "room must be 1-128 of [A-Za-z0-9_.:-]");
     cmd->room = json_string_value(r);
     return 0;
@@ -79,7 +82,8 @@ static int get_text(pl_cmd_t *cmd, json_t *o, size_t max_text)
         return fail(cmd, "too_large", "text exceeds max_text_size");
     json_t *cid = json_object_get(o, "cid");
     if (cid != NULL && !json_is_null(cid)) {
-        if (!json_is_string(cid) || json_string_length(cid) < 1 || json_string_length(cid) > PL_CID_MAX ||
+        if (!json_is_string(cid) || json_string_length(cid) < 1 ||
+            json_string_length(cid) > PL_CID_MAX ||
             strlen(json_string_value(cid)) != json_string_length(cid))
             return fail(cmd, "bad_request", "cid must be a string of 1-64 bytes");
         cmd->cid = json_string_value(cid);
@@ -145,7 +149,8 @@ int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
         return get_text(cmd, o, max_text);
     case OP_DM: {
         json_t *to = json_object_get(o, "to");
-        if (!json_is_string(to) || !pl_token_valid_user(json_string_value(to), json_string_length(to)))
+        if (!json_is_string(to) ||
+            !pl_token_valid_user(json_string_value(to), json_string_length(to)))
             return fail(cmd, "bad_request", "to must be a user id");
         cmd->to = json_string_value(to);
         return get_text(cmd, o, max_text);
@@ -162,7 +167,8 @@ int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
         cmd->limit = PL_HISTORY_DEFAULT;
         json_t *l = json_object_get(o, "limit");
         if (l != NULL && !json_is_null(l)) {
-            if (!json_is_integer(l) || json_integer_value(l) < 1 || json_integer_value(l) > PL_HISTORY_MAX)
+            if (!json_is_integer(l) || json_integer_value(l) < 1 ||
+                json_integer_value(l) > PL_HISTORY_MAX)
                 return fail(cmd, "bad_request", "limit must be an integer 1-100");
             cmd->limit = (int)json_integer_value(l);
         }
@@ -181,32 +187,46 @@ void pl_cmd_free(pl_cmd_t *cmd)
 /* ===================================================================== */
 /* per-worker and per-connection state                                    */
 
+/* Chat series in the worker's metrics block (pl_metrics_register); one
+ * worker per process, so plain statics. */
+static pl_metrics_t *metrics;
+static int m_messages = -1;     /* messages stored (send/dm, not cid repeats) */
+static int m_deliveries = -1;   /* msg events queued to client connections */
+static int m_unavailable = -1;  /* commands answered unavailable */
+static int m_redis_errors = -1; /* error replies from Redis */
+
+static void count(int id, int64_t n)
+{
+    if (metrics)
+        pl_metrics_add(metrics, id, n);
+}
+
 typedef struct proto {
     pl_worker_t *w;
     pl_bus_t *bus;
     pl_rooms_t rooms;
-    uint8_t *secret;       /* token secret, NULL = every auth fails */
+    uint8_t *secret; /* token secret, NULL = every auth fails */
     size_t secret_len;
-    struct event *beat;    /* presence heartbeat */
-    char origin[160];      /* "<node_id>.<pid>": envelope origin and presence member
-                            * part; the pid keeps two nodes sharing a node_id (or a
-                            * respawned worker) apart */
-    uint64_t room_gen;     /* incarnation counter for rooms (stale fetch replies) */
+    struct event *beat; /* presence heartbeat */
+    char origin[160];   /* "<node_id>.<pid>": envelope origin and presence member
+                         * part; the pid keeps two nodes sharing a node_id (or a
+                         * respawned worker) apart */
+    uint64_t room_gen;  /* incarnation counter for rooms (stale fetch replies) */
 } proto_t;
 
 typedef struct session {
-    pl_conn_t *c;          /* NULL once the transport closed it */
+    pl_conn_t *c; /* NULL once the transport closed it */
     proto_t *p;
-    int refs;              /* the connection's + one per request in flight */
+    int refs; /* the connection's + one per request in flight */
     int authed;
-    int auth_wait;         /* authed, reply held until the user channel is subscribed */
-    int auth_has_id;       /* the held reply's id */
+    int auth_wait;   /* authed, reply held until the user channel is subscribed */
+    int auth_has_id; /* the held reply's id */
     int64_t auth_id;
     pl_auth_t auth;
-    char sid[33];          /* session id, 128 random bits in hex */
+    char sid[33]; /* session id, 128 random bits in hex */
     struct event *auth_timer;
     pl_ratelimit_t rl;
-    pl_member_t *rooms;    /* conn -> rooms */
+    pl_member_t *rooms; /* conn -> rooms */
 } session_t;
 
 /* One command waiting for Redis. */
@@ -216,17 +236,17 @@ typedef struct req {
     int64_t id;
     pl_op_t op;
     char room[PL_ROOM_MAX + 1];
-    uint64_t room_gen;     /* join: the room incarnation it waits on */
-    struct req *next;      /* join: on the room's waiter list */
+    uint64_t room_gen; /* join: the room incarnation it waits on */
+    struct req *next;  /* join: on the room's waiter list */
     int has_since;
     int64_t since;
-    int64_t upto;          /* join recovery: last seq to fetch */
-    int limit;             /* history */
+    int64_t upto; /* join recovery: last seq to fetch */
+    int limit;    /* history */
     int64_t before;
     pl_history_page_t recent; /* history: the Redis part while the older one is fetched */
-    int dm;                /* send: publish to the two user channels */
+    int dm;                   /* send: publish to the two user channels */
     char peer_a[PL_USER_MAX + 1], peer_b[PL_USER_MAX + 1];
-    char *text;            /* send: raw text */
+    char *text; /* send: raw text */
     size_t text_len;
     char *cid;
     char msg_id[33];
@@ -295,6 +315,8 @@ static json_t *ok_obj(int has_id, int64_t id)
 
 static void reply_error(session_t *s, int has_id, int64_t id, const char *code, const char *msg)
 {
+    if (strcmp(code, "unavailable") == 0)
+        count(m_unavailable, 1);
     json_t *o = json_object();
     if (has_id)
         json_object_set_new(o, "id", json_integer(id));
@@ -343,8 +365,10 @@ static void fanout_msg(pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin
         if (seq <= m->cursor)
             continue;
         m->cursor = seq;
-        if (m->conn_id != origin)
+        if (m->conn_id != origin) {
             pl_conn_send_frame(m->conn, f);
+            count(m_deliveries, 1);
+        }
     }
 }
 
@@ -394,7 +418,8 @@ static void drain_pending(proto_t *p, pl_room_t *r, int accept_gap)
         if (m->seq > r->last_seq + 1) {
             if (!accept_gap)
                 break;
-            pl_log_warn("messages lost to this worker (trimmed)\troom=%s from=%" PRId64 " to=%" PRId64,
+            pl_log_warn("messages lost to this worker (trimmed)\troom=%s from=%" PRId64
+                        " to=%" PRId64,
                         r->name, r->last_seq + 1, m->seq - 1);
         }
         fanout_msg(r, m->seq, m->f, m->origin_conn);
@@ -479,7 +504,8 @@ static void on_catchup(void *arg, int status, pl_history_page_t *page)
         if (h->seq <= r->last_seq)
             continue;
         if (h->seq > r->last_seq + 1)
-            pl_log_warn("messages lost to this worker (trimmed)\troom=%s from=%" PRId64 " to=%" PRId64,
+            pl_log_warn("messages lost to this worker (trimmed)\troom=%s from=%" PRId64
+                        " to=%" PRId64,
                         r->name, r->last_seq + 1, h->seq - 1);
         pl_frame_t *fr = pl_frame_new(PL_WS_TEXT, h->json, h->len);
         fanout_msg(r, h->seq, fr, 0);
@@ -561,7 +587,8 @@ static int channel_user(const char *ch, size_t n, char *user)
     return 0;
 }
 
-static void on_bus_message(void *arg, const char *channel, size_t chlen, const char *payload, size_t len)
+static void on_bus_message(void *arg, const char *channel, size_t chlen, const char *payload,
+                           size_t len)
 {
     proto_t *p = arg;
     pl_envelope_t e;
@@ -570,7 +597,8 @@ static void on_bus_message(void *arg, const char *channel, size_t chlen, const c
         return;
     }
     uint64_t origin = 0;
-    if (e.worker == p->w->index && e.node_len == strlen(p->origin) && memcmp(e.node, p->origin, e.node_len) == 0)
+    if (e.worker == p->w->index && e.node_len == strlen(p->origin) &&
+        memcmp(e.node, p->origin, e.node_len) == 0)
         origin = e.conn;
 
     char name[PL_ROOM_MAX + 1];
@@ -594,8 +622,11 @@ static void on_bus_message(void *arg, const char *channel, size_t chlen, const c
         pl_conn_t **cs = pl_xmalloc(n * sizeof(*cs));
         memcpy(cs, u->conns, n * sizeof(*cs));
         for (size_t i = 0; i < n; i++)
-            if (cs[i]->id != origin)
+            if (cs[i]->id != origin) {
                 pl_conn_send_frame(cs[i], f);
+                if (e.kind == PL_ENV_MSG)
+                    count(m_deliveries, 1);
+            }
         free(cs);
         pl_frame_unref(f);
         return;
@@ -641,7 +672,8 @@ static void on_bus_sub_down(void *arg)
 {
     proto_t *p = arg;
     size_t i;
-    for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e; e = pl_map_next(&p->rooms.rooms, e, &i)) {
+    for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e;
+         e = pl_map_next(&p->rooms.rooms, e, &i)) {
         pl_room_t *r = e->val;
         r->subscribed = 0;
         r->stream = ROOM_WAIT;
@@ -657,7 +689,8 @@ static void on_bus_cmd_up(void *arg)
     /* start_fetch may drop a room (failed joins): collect names first */
     size_t i, n = 0;
     char **names = pl_xcalloc(p->rooms.rooms.n + 1, sizeof(*names));
-    for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e; e = pl_map_next(&p->rooms.rooms, e, &i)) {
+    for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e;
+         e = pl_map_next(&p->rooms.rooms, e, &i)) {
         pl_room_t *r = e->val;
         if (r->subscribed && r->stream == ROOM_WAIT && !r->fetching)
             names[n++] = pl_xstrdup(r->name);
@@ -677,8 +710,10 @@ static void on_bus_cmd_up(void *arg)
 static void on_ignore(void *arg, redisReply *r)
 {
     (void)arg;
-    if (r && r->type == REDIS_REPLY_ERROR)
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        count(m_redis_errors, 1);
         pl_log_warn("redis command failed\terror=\"%s\"", r->str);
+    }
 }
 
 static void presence_member(proto_t *p, const char *user, char *out, size_t n)
@@ -711,13 +746,14 @@ static int presence_call(proto_t *p, const char *op, const char *room, uint64_t 
     for (int i = 0; i < nextra && i < 64; i++)
         args[PRES_NARGS + i] = extra[i];
     const char *keys[] = {key};
-    int rc = pl_script_call(p->bus, PL_SCRIPT_PRESENCE, 1, keys, PRES_NARGS + (nextra < 64 ? nextra : 64),
-                            args, NULL, fn, arg);
+    int rc = pl_script_call(p->bus, PL_SCRIPT_PRESENCE, 1, keys,
+                            PRES_NARGS + (nextra < 64 ? nextra : 64), args, NULL, fn, arg);
     free(rj);
     return rc;
 }
 
-static void presence_change(proto_t *p, const char *op, const char *room, const char *user, uint64_t conn)
+static void presence_change(proto_t *p, const char *op, const char *room, const char *user,
+                            uint64_t conn)
 {
     char member[PL_MEMBER_MAX];
     presence_member(p, user, member, sizeof(member));
@@ -735,7 +771,8 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
     if (!pl_bus_ready(p->bus))
         return;
     size_t i;
-    for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e; e = pl_map_next(&p->rooms.rooms, e, &i)) {
+    for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e;
+         e = pl_map_next(&p->rooms.rooms, e, &i)) {
         pl_room_t *r = e->val;
         for (size_t u = 0; u < r->nusers; u += 64) {
             size_t n = r->nusers - u < 64 ? r->nusers - u : 64;
@@ -781,8 +818,10 @@ static void release_member(pl_member_t *m)
         if (mq.v[i].seq <= m->cursor)
             continue;
         m->cursor = mq.v[i].seq;
-        if (mq.v[i].origin_conn != m->conn_id)
+        if (mq.v[i].origin_conn != m->conn_id) {
             pl_conn_send_frame(m->conn, mq.v[i].f);
+            count(m_deliveries, 1);
+        }
     }
     pl_mqueue_clear(&mq);
 }
@@ -813,6 +852,7 @@ static void on_recover(void *arg, int status, pl_history_page_t *page)
         if (h->seq > expect)
             recovered = 0;
         pl_conn_send_text(s->c, h->json, h->len);
+        count(m_deliveries, 1);
         m->cursor = h->seq;
         expect = h->seq + 1;
     }
@@ -983,12 +1023,14 @@ static void on_send(void *arg, redisReply *r)
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
+        count(m_redis_errors, 1);
         pl_log_error("send script failed\troom=%s error=\"%s\"", q->room, r->str);
         req_error(q, "unavailable", "redis error");
         req_free(q);
         return;
     }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING) {
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
         const char *st = r->element[0]->str;
         if (strcmp(st, "noseq") == 0) {
             pl_room_t *room = pl_room_get(&q->s->p->rooms, q->room);
@@ -1000,6 +1042,8 @@ static void on_send(void *arg, redisReply *r)
         }
         if ((strcmp(st, "ok") == 0 || strcmp(st, "dup") == 0) && r->elements >= 2 &&
             r->element[1]->type == REDIS_REPLY_STRING) {
+            if (st[0] == 'o')
+                count(m_messages, 1);
             send_reply(q, r->element[1]->str);
             req_free(q);
             return;
@@ -1218,8 +1262,8 @@ static void on_presence_list(void *arg, redisReply *r)
         int dup = 0;
         size_t k;
         json_t *u;
-        json_array_foreach(users, k, u) if (json_string_length(u) == ul && memcmp(json_string_value(u), m->str, ul) == 0)
-            dup = 1;
+        json_array_foreach(users, k, u) if (json_string_length(u) == ul &&
+                                            memcmp(json_string_value(u), m->str, ul) == 0) dup = 1;
         if (!dup)
             json_array_append_new(users, json_stringn(m->str, ul));
     }
@@ -1253,7 +1297,8 @@ static void cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     room_channel(ch, cmd->room);
     char *rj = json_literal(cmd->room, strlen(cmd->room));
     char json[PL_ROOM_MAX * 2 + PL_USER_MAX + 64];
-    int jl = snprintf(json, sizeof(json), "{\"ev\":\"typing\",\"room\":%s,\"user\":\"%s\"}", rj, s->auth.user);
+    int jl = snprintf(json, sizeof(json), "{\"ev\":\"typing\",\"room\":%s,\"user\":\"%s\"}", rj,
+                      s->auth.user);
     free(rj);
     pl_envelope_t e = {
         .kind = PL_ENV_TYPING,
@@ -1310,8 +1355,8 @@ static void on_auth_timeout(evutil_socket_t fd, short what, void *arg)
 static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 {
     const char *why = "no token secret configured";
-    if (p->secret == NULL ||
-        pl_auth_check(cmd->token, p->secret, p->secret_len, (int64_t)(pl_now_ms() / 1000), &s->auth, &why) < 0) {
+    if (p->secret == NULL || pl_auth_check(cmd->token, p->secret, p->secret_len,
+                                           (int64_t)(pl_now_ms() / 1000), &s->auth, &why) < 0) {
         reply_error(s, cmd->has_id, cmd->id, "unauthorized", "invalid token");
         pl_conn_close(s->c, 1008, "auth failed: %s", why);
         return;
@@ -1349,6 +1394,19 @@ int pl_proto_worker_start(struct pl_worker *w)
 {
     proto_t *p = pl_xcalloc(1, sizeof(*p));
     p->w = w;
+    metrics = w->metrics;
+    if (metrics) {
+        m_messages =
+            pl_metrics_register(metrics, "parley_chat_messages_total", "counter",
+                                "Chat messages stored (send and dm, cid repeats excluded).");
+        m_deliveries = pl_metrics_register(metrics, "parley_chat_deliveries_total", "counter",
+                                           "Chat msg events queued to client connections.");
+        m_unavailable =
+            pl_metrics_register(metrics, "parley_chat_unavailable_total", "counter",
+                                "Chat commands answered unavailable (Redis down or lost).");
+        m_redis_errors = pl_metrics_register(metrics, "parley_chat_redis_errors_total", "counter",
+                                             "Error replies from Redis to chat commands.");
+    }
     snprintf(p->origin, sizeof(p->origin), "%.120s.%d", w->node_id, (int)getpid());
     pl_rooms_init(&p->rooms);
     if (pl_auth_load_secret(w->cfg, &p->secret, &p->secret_len) < 0)

@@ -26,21 +26,21 @@ typedef enum {
 
 typedef struct pl_cmd {
     pl_op_t op;
-    int has_id;          /* "id" present and an integer */
+    int has_id; /* "id" present and an integer */
     int64_t id;
-    const char *token;   /* auth */
-    const char *room;    /* join, leave, send, history, presence, typing (validated name) */
-    const char *to;      /* dm (validated user id) */
-    const char *text;    /* send, dm: 1..max_text bytes */
+    const char *token; /* auth */
+    const char *room;  /* join, leave, send, history, presence, typing (validated name) */
+    const char *to;    /* dm (validated user id) */
+    const char *text;  /* send, dm: 1..max_text bytes */
     size_t text_len;
-    const char *cid;     /* send, dm: optional, 1-64 bytes, no '|' */
-    int has_since;       /* join */
+    const char *cid; /* send, dm: optional, 1-64 bytes, no '|' */
+    int has_since;   /* join */
     int64_t since;
-    int64_t before;      /* history: 0 = newest */
-    int limit;           /* history: 1-100 */
-    const char *err;     /* on failure: error code (bad_request, too_large) */
-    const char *msg;     /* on failure: human message */
-    void *root;          /* the parsed json_t (strings above point into it) */
+    int64_t before;  /* history: 0 = newest */
+    int limit;       /* history: 1-100 */
+    const char *err; /* on failure: error code (bad_request, too_large) */
+    const char *msg; /* on failure: human message */
+    void *root;      /* the parsed json_t (strings above point into it) */
 } pl_cmd_t;
 
 /* Parses one text frame. Returns 0, or -1 with err/msg set (and has_id/id

@@ -36,7 +36,7 @@ void pl_history_page_free(pl_history_page_t *page)
 typedef struct hreq {
     pl_history_fn cb;
     void *arg;
-    int limit;   /* > 0: newest-first reply of limit+1 to reverse; 0: oldest-first range */
+    int limit; /* > 0: newest-first reply of limit+1 to reverse; 0: oldest-first range */
 } hreq_t;
 
 static void on_zrange(void *arg, redisReply *r)
@@ -77,8 +77,8 @@ static void on_zrange(void *arg, redisReply *r)
     free(q);
 }
 
-int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit,
-                      pl_history_fn cb, void *arg)
+int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit, pl_history_fn cb,
+                      void *arg)
 {
     char key[PL_KEY_MAX], max[32], lim[16];
     pl_key_room(key, room, "recent");
@@ -102,8 +102,8 @@ int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit
     return 0;
 }
 
-int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upto,
-                     pl_history_fn cb, void *arg)
+int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upto, pl_history_fn cb,
+                     void *arg)
 {
     char key[PL_KEY_MAX], min[32], max[32];
     pl_key_room(key, room, "recent");

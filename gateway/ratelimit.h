@@ -21,11 +21,11 @@ typedef enum {
 } pl_rate_verdict_t;
 
 typedef struct pl_ratelimit {
-    double tokens;        /* available now, 0..burst */
-    double rate;          /* tokens per second */
-    double burst;         /* bucket size */
-    uint64_t last_ms;     /* monotonic time of the last refill */
-    uint32_t rejected;    /* consecutive rejections */
+    double tokens;     /* available now, 0..burst */
+    double rate;       /* tokens per second */
+    double burst;      /* bucket size */
+    uint64_t last_ms;  /* monotonic time of the last refill */
+    uint32_t rejected; /* consecutive rejections */
 } pl_ratelimit_t;
 
 /* Starts with a full bucket at now_ms. */

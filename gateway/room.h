@@ -63,14 +63,14 @@ struct pl_room;
 
 typedef struct pl_member {
     struct pl_room *room;
-    void *conn;                  /* the pl_conn_t (opaque here) */
-    uint64_t conn_id;            /* its id, compared with envelope origins */
-    const char *user;            /* owned by the connection's session */
+    void *conn;                      /* the pl_conn_t (opaque here) */
+    uint64_t conn_id;                /* its id, compared with envelope origins */
+    const char *user;                /* owned by the connection's session */
     struct pl_member *rprev, *rnext; /* on room->members */
     struct pl_member *cprev, *cnext; /* on the connection's list */
-    int recovering;              /* join with since in flight: live messages go to q */
-    int64_t cursor;              /* highest seq this member has been sent */
-    pl_mqueue_t q;               /* live messages held while recovering */
+    int recovering;                  /* join with since in flight: live messages go to q */
+    int64_t cursor;                  /* highest seq this member has been sent */
+    pl_mqueue_t q;                   /* live messages held while recovering */
 } pl_member_t;
 
 typedef struct pl_room_user {
@@ -87,19 +87,19 @@ enum room_stream {
 
 typedef struct pl_room {
     char *name;
-    pl_member_t *members;     /* local members, newest first */
+    pl_member_t *members; /* local members, newest first */
     size_t nmembers;
-    pl_room_user_t *users;    /* distinct local users and their connection counts */
+    pl_room_user_t *users; /* distinct local users and their connection counts */
     size_t nusers, capusers;
     enum room_stream stream;
-    int have_base;            /* last_seq is known */
-    int64_t last_seq;         /* last seq delivered to this worker's members */
-    int64_t max_acked;        /* highest seq a send from this worker got (seq floor hint) */
-    int fetching;             /* a base/catch-up fetch is in flight */
-    int subscribed;           /* the channel subscription is confirmed */
-    pl_mqueue_t pending;      /* live messages that arrived while ROOM_WAIT */
-    void *waiters;            /* joins waiting for ROOM_READY (cmd.c's list) */
-    uint64_t gen;             /* incarnation, set by cmd.c: stale fetch replies are ignored */
+    int have_base;       /* last_seq is known */
+    int64_t last_seq;    /* last seq delivered to this worker's members */
+    int64_t max_acked;   /* highest seq a send from this worker got (seq floor hint) */
+    int fetching;        /* a base/catch-up fetch is in flight */
+    int subscribed;      /* the channel subscription is confirmed */
+    pl_mqueue_t pending; /* live messages that arrived while ROOM_WAIT */
+    void *waiters;       /* joins waiting for ROOM_READY (cmd.c's list) */
+    uint64_t gen;        /* incarnation, set by cmd.c: stale fetch replies are ignored */
 } pl_room_t;
 
 typedef struct pl_rooms {

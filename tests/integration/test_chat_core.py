@@ -307,3 +307,30 @@ async def test_typing(two_nodes):
     assert h["messages"] == []
     await alice.close()
     await bob.close()
+
+
+async def test_chat_metrics(gateway):
+    gw = gateway()
+    room = uniq()
+    alice = await login(gw, "met-alice")
+    bob = await login(gw, "met-bob")
+    await alice.ok("join", room=room)
+    await bob.ok("join", room=room)
+    await alice.ok("send", room=room, text="one")
+    await bob.event(ev="msg")
+    status, _, body = pl.http_get(gw.port, "/metrics")
+    text = body.decode() if isinstance(body, bytes) else body
+    assert status == 200
+
+    def total(name):
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{") and "worker" not in line:
+                return float(line.split()[-1])
+        raise AssertionError(f"{name} missing from /metrics")
+
+    assert total("parley_chat_messages_total") >= 1
+    assert total("parley_chat_deliveries_total") >= 1
+    total("parley_chat_unavailable_total")
+    total("parley_chat_redis_errors_total")
+    await alice.close()
+    await bob.close()

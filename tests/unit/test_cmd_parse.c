@@ -41,7 +41,9 @@ static void test_valid(void)
     CU_ASSERT_EQUAL(c.since, 7);
     pl_cmd_free(&c);
 
-    CU_ASSERT_EQUAL(parse("{\"op\":\"send\",\"id\":2,\"room\":\"r\",\"text\":\"h\\u00e9\",\"cid\":\"c1\"}", &c), 0);
+    CU_ASSERT_EQUAL(
+        parse("{\"op\":\"send\",\"id\":2,\"room\":\"r\",\"text\":\"h\\u00e9\",\"cid\":\"c1\"}", &c),
+        0);
     CU_ASSERT_EQUAL(c.op, OP_SEND);
     CU_ASSERT_EQUAL(c.text_len, 3);
     CU_ASSERT_STRING_EQUAL(c.cid, "c1");
@@ -51,7 +53,8 @@ static void test_valid(void)
     CU_ASSERT_EQUAL(c.limit, PL_HISTORY_DEFAULT);
     CU_ASSERT_EQUAL(c.before, 0);
     pl_cmd_free(&c);
-    CU_ASSERT_EQUAL(parse("{\"op\":\"history\",\"room\":\"r\",\"before\":10,\"limit\":100}", &c), 0);
+    CU_ASSERT_EQUAL(parse("{\"op\":\"history\",\"room\":\"r\",\"before\":10,\"limit\":100}", &c),
+                    0);
     CU_ASSERT_EQUAL(c.limit, 100);
     CU_ASSERT_EQUAL(c.before, 10);
     pl_cmd_free(&c);

@@ -66,16 +66,17 @@ static void test_kinds(void)
  * fixarray of 8 with fixstr strings and positive fixints. */
 static void test_cmsgpack_bytes(void)
 {
-    static const unsigned char b[] = {0x98, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n',
-                                      0x00, 0x07, 0x05, 0xa2, '{', '}'};
+    static const unsigned char b[] = {0x98, 0x01, 0xa3, 'm',  's',  'g',  0xa1, 'r',
+                                      0xa1, 'n',  0x00, 0x07, 0x05, 0xa2, '{',  '}'};
     pl_envelope_t d;
     CU_ASSERT_EQUAL_FATAL(pl_envelope_parse(b, sizeof(b), &d), 0);
     CU_ASSERT_EQUAL(d.seq, 5);
     CU_ASSERT_EQUAL(d.conn, 7);
     CU_ASSERT_EQUAL(d.json_len, 2);
     /* a float64 seq (a Lua number packed as double) is accepted when integral */
-    static const unsigned char f[] = {0x98, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n', 0x00,
-                                      0x07, 0xcb, 0x40, 0x14, 0, 0, 0, 0, 0, 0, 0xa2, '{', '}'};
+    static const unsigned char f[] = {0x98, 0x01, 0xa3, 'm',  's',  'g',  0xa1, 'r',
+                                      0xa1, 'n',  0x00, 0x07, 0xcb, 0x40, 0x14, 0,
+                                      0,    0,    0,    0,    0,    0xa2, '{',  '}'};
     CU_ASSERT_EQUAL_FATAL(pl_envelope_parse(f, sizeof(f), &d), 0);
     CU_ASSERT_EQUAL(d.seq, 5);
 }
@@ -83,17 +84,17 @@ static void test_cmsgpack_bytes(void)
 static void test_malformed(void)
 {
     pl_envelope_t d;
-    static const unsigned char wrong_version[] = {0x98, 0x02, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n',
-                                                  0x00, 0x07, 0x05, 0xa2, '{', '}'};
-    static const unsigned char wrong_kind[] = {0x98, 0x01, 0xa3, 'x', 's', 'g', 0xa1, 'r', 0xa1, 'n',
-                                               0x00, 0x07, 0x05, 0xa2, '{', '}'};
-    static const unsigned char short_array[] = {0x97, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n',
-                                                0x00, 0x07, 0x05};
-    static const unsigned char neg_seq[] = {0x98, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n',
-                                            0x00, 0x07, 0xff, 0xa2, '{', '}'};
+    static const unsigned char wrong_version[] = {0x98, 0x02, 0xa3, 'm',  's',  'g',  0xa1, 'r',
+                                                  0xa1, 'n',  0x00, 0x07, 0x05, 0xa2, '{',  '}'};
+    static const unsigned char wrong_kind[] = {0x98, 0x01, 0xa3, 'x',  's',  'g',  0xa1, 'r',
+                                               0xa1, 'n',  0x00, 0x07, 0x05, 0xa2, '{',  '}'};
+    static const unsigned char short_array[] = {0x97, 0x01, 0xa3, 'm',  's',  'g', 0xa1,
+                                                'r',  0xa1, 'n',  0x00, 0x07, 0x05};
+    static const unsigned char neg_seq[] = {0x98, 0x01, 0xa3, 'm',  's',  'g',  0xa1, 'r',
+                                            0xa1, 'n',  0x00, 0x07, 0xff, 0xa2, '{',  '}'};
     static const unsigned char not_array[] = {0x81, 0xa1, 'a', 0x01};
-    static const unsigned char int_json[] = {0x98, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n',
-                                             0x00, 0x07, 0x05, 0x05};
+    static const unsigned char int_json[] = {0x98, 0x01, 0xa3, 'm',  's',  'g',  0xa1,
+                                             'r',  0xa1, 'n',  0x00, 0x07, 0x05, 0x05};
     CU_ASSERT_EQUAL(pl_envelope_parse(wrong_version, sizeof(wrong_version), &d), -1);
     CU_ASSERT_EQUAL(pl_envelope_parse(wrong_kind, sizeof(wrong_kind), &d), -1);
     CU_ASSERT_EQUAL(pl_envelope_parse(short_array, sizeof(short_array), &d), -1);
@@ -136,18 +137,18 @@ static void test_huge_counts(void)
 {
     pl_envelope_t d;
     static const unsigned char arr32[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
-    static const unsigned char map32[] = {0x98, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n', 0x00,
-                                          0x07, 0x05, 0xdf, 0x7f, 0xff, 0xff, 0xff};
-    static const unsigned char str32[] = {0x98, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1, 'n', 0x00,
-                                          0x07, 0x05, 0xdb, 0xff, 0xff, 0xff, 0xff, 'x'};
+    static const unsigned char map32[] = {0x98, 0x01, 0xa3, 'm',  's',  'g',  0xa1, 'r',  0xa1,
+                                          'n',  0x00, 0x07, 0x05, 0xdf, 0x7f, 0xff, 0xff, 0xff};
+    static const unsigned char str32[] = {0x98, 0x01, 0xa3, 'm',  's',  'g',  0xa1, 'r',  0xa1, 'n',
+                                          0x00, 0x07, 0x05, 0xdb, 0xff, 0xff, 0xff, 0xff, 'x'};
     CU_ASSERT_EQUAL(pl_envelope_parse(arr32, sizeof(arr32), &d), -1);
     CU_ASSERT_EQUAL(pl_envelope_parse(map32, sizeof(map32), &d), -1);
     CU_ASSERT_EQUAL(pl_envelope_parse(str32, sizeof(str32), &d), -1);
     /* array16 of 8 is a valid header too */
-    static const unsigned char a16[] = {0xdc, 0x00, 0x08, 0x01, 0xa3, 'm', 's', 'g', 0xa1, 'r', 0xa1,
-                                        'n', 0x00, 0x07, 0x05, 0xa2, '{', '}'};
+    static const unsigned char a16[] = {0xdc, 0x00, 0x08, 0x01, 0xa3, 'm',  's',  'g', 0xa1,
+                                        'r',  0xa1, 'n',  0x00, 0x07, 0x05, 0xa2, '{', '}'};
     CU_ASSERT_EQUAL(pl_envelope_parse(a16, sizeof(a16), &d), 0);
 }
 
-PL_UNIT_SUITE(envelope, PL_TEST(test_huge_counts), PL_TEST(test_roundtrip), PL_TEST(test_kinds), PL_TEST(test_cmsgpack_bytes),
-              PL_TEST(test_malformed))
+PL_UNIT_SUITE(envelope, PL_TEST(test_huge_counts), PL_TEST(test_roundtrip), PL_TEST(test_kinds),
+              PL_TEST(test_cmsgpack_bytes), PL_TEST(test_malformed))

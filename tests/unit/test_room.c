@@ -71,7 +71,8 @@ static void test_many_members(void)
     static char users[N][16]; /* members borrow the user string (the session owns it) */
     for (int i = 0; i < N; i++) {
         snprintf(users[i], sizeof(users[i]), "u%d", i % 50);
-        ms[i] = pl_room_join(&rs, "big", &conns[i], (uint64_t)i + 1, i % 2 ? "odd" : users[i], &lists[i], &fc, &fu);
+        ms[i] = pl_room_join(&rs, "big", &conns[i], (uint64_t)i + 1, i % 2 ? "odd" : users[i],
+                             &lists[i], &fc, &fu);
         CU_ASSERT_PTR_NOT_NULL(ms[i]);
     }
     pl_room_t *r = pl_room_get(&rs, "big");
@@ -136,5 +137,5 @@ static void test_map_and_queue(void)
     pl_frame_unref(f);
 }
 
-PL_UNIT_SUITE(room, PL_TEST(test_join_leave_both_ways), PL_TEST(test_many_members), PL_TEST(test_users),
-              PL_TEST(test_map_and_queue))
+PL_UNIT_SUITE(room, PL_TEST(test_join_leave_both_ways), PL_TEST(test_many_members),
+              PL_TEST(test_users), PL_TEST(test_map_and_queue))

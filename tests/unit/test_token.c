@@ -21,7 +21,8 @@ static char *sign(const char *claims)
 
 static void test_roundtrip(void)
 {
-    char *t = sign("{\"sub\":\"alice\",\"exp\":1700003600,\"name\":\"Alice\",\"rooms\":[\"a\",\"b*\"]}");
+    char *t =
+        sign("{\"sub\":\"alice\",\"exp\":1700003600,\"name\":\"Alice\",\"rooms\":[\"a\",\"b*\"]}");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     char *claims = NULL;
     CU_ASSERT_EQUAL(pl_token_verify(t, SECRET, SECRET_LEN, NOW, &claims), PL_TOKEN_OK);
@@ -72,11 +73,13 @@ static void test_refused(void)
     CU_ASSERT_EQUAL(pl_token_verify(hs512, SECRET, SECRET_LEN, NOW, NULL), PL_TOKEN_BAD_ALG);
 
     CU_ASSERT_EQUAL(pl_token_verify("", SECRET, SECRET_LEN, NOW, NULL), PL_TOKEN_MALFORMED);
-    CU_ASSERT_EQUAL(pl_token_verify("not-a-jwt", SECRET, SECRET_LEN, NOW, NULL), PL_TOKEN_MALFORMED);
+    CU_ASSERT_EQUAL(pl_token_verify("not-a-jwt", SECRET, SECRET_LEN, NOW, NULL),
+                    PL_TOKEN_MALFORMED);
     CU_ASSERT_EQUAL(pl_token_verify("a.b", SECRET, SECRET_LEN, NOW, NULL), PL_TOKEN_MALFORMED);
     CU_ASSERT_EQUAL(pl_token_verify("!!!.b.c", SECRET, SECRET_LEN, NOW, NULL), PL_TOKEN_MALFORMED);
-    CU_ASSERT_NOT_EQUAL(pl_token_verify("eyJhbGciOiJIUzI1NiJ9.%%%.abc", SECRET, SECRET_LEN, NOW, NULL),
-                        PL_TOKEN_OK);
+    CU_ASSERT_NOT_EQUAL(
+        pl_token_verify("eyJhbGciOiJIUzI1NiJ9.%%%.abc", SECRET, SECRET_LEN, NOW, NULL),
+        PL_TOKEN_OK);
 }
 
 static void test_valid_user(void)
