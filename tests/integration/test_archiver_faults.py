@@ -157,3 +157,32 @@ def test_two_archivers_share_one_group(archiver, fresh_database, redis):
     assert ma["parley_archiver_conflicts_total"] + mb["parley_archiver_conflicts_total"] == 0
     au.check_exactly(db, entries)
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_redis_restart_with_persistence_mid_stream(archiver, fresh_database, workdir):
+    # Redis with an AOF, stopped while batches are in flight and started
+    # again: the stream and the group's pending list come back, the
+    # archiver reconnects, re-reads what it had pending and nothing is lost
+    # or stored twice.
+    import os
+    r = pl.Redis(os.path.join(workdir, "redis-aof"), appendonly=True).start()
+    try:
+        db = fresh_database
+        stream = "parley:archive"
+        au.migrate(archiver, db)
+        entries = au.messages(30000)
+        au.xadd_many(r, stream, entries)
+        a = archiver("run", redis_url=r.url, **opts(db, stream))
+        au.wait_rows(db, 3000, proc=a)
+        r.stop()
+        time.sleep(1.5)
+        r.start()
+        au.wait_rows(db, 30000, timeout=90, proc=a)
+        pl.wait_for(lambda: au.group_pending(r, stream, "archiver") == 0, timeout=20,
+                    what="nothing pending")
+        au.check_exactly(db, entries)
+        assert "redis connection restored" in a.log_text()
+        assert au.metrics(a)["parley_archiver_conflicts_total"] == 0
+        assert a.stop() == 0
+    finally:
+        r.kill()
