@@ -6,12 +6,15 @@
  *   parley-archiver [-c FILE] drain    until the stream is caught up
  *   parley-archiver [-c FILE] migrate  apply missing deploy/sql migrations
  *
- * One blocking loop: take a batch from the consumer group (first this
- * consumer's own pending entries, then entries idle too long elsewhere,
- * then new ones), ask Redis for the next batch, write this one in one
- * transaction, and only after COMMIT acknowledge it. A crash anywhere
- * leaves the entries pending, and re-delivery is idempotent (see
- * writer.c), so nothing is lost or stored twice.
+ * The main thread reads: it takes a batch from the consumer group (first
+ * this consumer's own pending entries, then entries idle too long in other
+ * consumers, then new ones), asks Redis for the next batch, and hands this
+ * one to a writer thread. Each writer (`writers`, default 2; one MySQL and
+ * one Redis connection each) writes its batch in one transaction and only
+ * after COMMIT acknowledges it. A crash anywhere leaves the entries
+ * pending, and re-delivery is idempotent (see writer.c), so nothing is lost
+ * or stored twice. The main thread also trims the stream and samples the
+ * group for the metrics, which a third thread serves over HTTP.
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
  */
@@ -25,7 +28,6 @@
 #include "util.h"
 #include "writer.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
