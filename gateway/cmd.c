@@ -212,6 +212,7 @@ typedef struct proto {
                          * part; the pid keeps two nodes sharing a node_id (or a
                          * respawned worker) apart */
     uint64_t room_gen;  /* incarnation counter for rooms (stale fetch replies) */
+    pl_map_t dms;       /* "<user>|<dm room>" -> dmstream_t: DM order per local user */
 } proto_t;
 
 typedef struct session {
@@ -587,6 +588,180 @@ static int channel_user(const char *ch, size_t n, char *user)
     return 0;
 }
 
+/* ---- DMs: per local user and dm room, the same in-order, once-only
+ * stream as rooms, fed by the user's channel. A gap (a DM published while
+ * the user channel was resubscribing) is filled from the dm room's recent
+ * zset before newer DMs are released. */
+
+typedef struct dmstream {
+    int64_t last;  /* last seq delivered to this user's connections (0 = none yet) */
+    int64_t acked; /* highest seq a dm of this user from this worker got (seq floor hint) */
+    int fetching;  /* catch-up in flight: live DMs queue in pending */
+    pl_mqueue_t pending;
+    char user[PL_USER_MAX + 1];
+    char room[PL_ROOM_MAX + 1];
+} dmstream_t;
+
+typedef struct dmfetch {
+    proto_t *p;
+    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
+} dmfetch_t;
+
+/* Queues f on every local connection of user except origin. */
+static void deliver_user(proto_t *p, const char *user, pl_frame_t *f, uint64_t origin, int is_msg)
+{
+    const pl_user_conns_t *u = pl_user_get(&p->rooms, user);
+    if (u == NULL || u->n == 0)
+        return;
+    /* copy: a send may close a connection, which edits the array */
+    size_t n = u->n;
+    pl_conn_t **cs = pl_xmalloc(n * sizeof(*cs));
+    memcpy(cs, u->conns, n * sizeof(*cs));
+    for (size_t i = 0; i < n; i++)
+        if (cs[i]->id != origin) {
+            pl_conn_send_frame(cs[i], f);
+            if (is_msg)
+                count(m_deliveries, 1);
+        }
+    free(cs);
+}
+
+static void dm_deliver(proto_t *p, dmstream_t *d, int64_t seq, pl_frame_t *f, uint64_t origin)
+{
+    if (seq <= d->last)
+        return;
+    if (d->last > 0 && seq > d->last + 1)
+        pl_log_warn("dms lost to this worker\tuser=%s room=%s from=%" PRId64 " to=%" PRId64,
+                    d->user, d->room, d->last + 1, seq - 1);
+    d->last = seq;
+    deliver_user(p, d->user, f, origin, 1);
+}
+
+/* Releases the DMs held while fetching, in order. */
+static void dm_release(proto_t *p, dmstream_t *d)
+{
+    pl_mqueue_t q = d->pending;
+    memset(&d->pending, 0, sizeof(d->pending));
+    for (size_t i = 0; i < q.n; i++)
+        dm_deliver(p, d, q.v[i].seq, q.v[i].f, q.v[i].origin_conn);
+    pl_mqueue_clear(&q);
+}
+
+static void on_dm_fetch(void *arg, int status, pl_history_page_t *page)
+{
+    dmfetch_t *df = arg;
+    proto_t *p = df->p;
+    dmstream_t *d = pl_map_get(&p->dms, df->key);
+    free(df);
+    if (d == NULL)
+        return; /* the user left this worker meanwhile */
+    d->fetching = 0;
+    for (size_t i = 0; status == 0 && i < page->n; i++) {
+        pl_frame_t *f = pl_frame_new(PL_WS_TEXT, page->v[i].json, page->v[i].len);
+        dm_deliver(p, d, page->v[i].seq, f, 0);
+        pl_frame_unref(f);
+    }
+    dm_release(p, d);
+}
+
+/* Starts a catch-up from d->last; returns -1 when Redis is down. */
+static int dm_fetch(proto_t *p, dmstream_t *d, const char *key)
+{
+    if (d->fetching)
+        return 0;
+    dmfetch_t *df = pl_xcalloc(1, sizeof(*df));
+    df->p = p;
+    snprintf(df->key, sizeof(df->key), "%s", key);
+    if (pl_history_range(p->bus, d->room, d->last, -1, on_dm_fetch, df) < 0) {
+        free(df);
+        return -1;
+    }
+    d->fetching = 1;
+    return 0;
+}
+
+/* The user's stream for a dm room, created while the user has a local
+ * connection; NULL otherwise. */
+static dmstream_t *dm_stream_n(proto_t *p, const char *user, const char *room, size_t room_len,
+                               char *key, size_t keylen)
+{
+    snprintf(key, keylen, "%.64s|%.*s", user, (int)room_len, room);
+    dmstream_t *d = pl_map_get(&p->dms, key);
+    if (d == NULL) {
+        if (pl_user_get(&p->rooms, user) == NULL)
+            return NULL; /* nobody of this user here any more */
+        d = pl_xcalloc(1, sizeof(*d));
+        snprintf(d->user, sizeof(d->user), "%.64s", user);
+        snprintf(d->room, sizeof(d->room), "%.*s", (int)room_len, room);
+        pl_map_put(&p->dms, key, d);
+    }
+    return d;
+}
+
+static dmstream_t *dm_stream(proto_t *p, const char *user, const char *room)
+{
+    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
+    return dm_stream_n(p, user, room, strlen(room), key, sizeof(key));
+}
+
+static void dm_live(proto_t *p, const char *user, const char *room, size_t room_len, int64_t seq,
+                    pl_frame_t *f, uint64_t origin)
+{
+    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
+    dmstream_t *d = dm_stream_n(p, user, room, room_len, key, sizeof(key));
+    if (d == NULL)
+        return;
+    if (d->fetching || (d->last > 0 && seq > d->last + 1)) {
+        pl_mqueue_push(&d->pending, seq, origin, f);
+        if (dm_fetch(p, d, key) < 0)
+            dm_release(p, d); /* Redis down: deliver what we have, gap and all */
+        return;
+    }
+    dm_deliver(p, d, seq, f, origin);
+}
+
+/* Keys of the user's DM streams (malloc'd array of malloc'd keys). */
+static char **dm_keys(proto_t *p, const char *user, size_t *n)
+{
+    size_t i, ulen = strlen(user);
+    char **keys = pl_xcalloc(p->dms.n + 1, sizeof(*keys));
+    *n = 0;
+    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i))
+        if (strncmp(e->key, user, ulen) == 0 && e->key[ulen] == '|')
+            keys[(*n)++] = pl_xstrdup(e->key);
+    return keys;
+}
+
+/* The user channel is (re)subscribed: fetch DMs published meanwhile. */
+static void dm_resubscribed(proto_t *p, const char *user)
+{
+    size_t n;
+    char **keys = dm_keys(p, user, &n);
+    for (size_t k = 0; k < n; k++) {
+        dmstream_t *d = pl_map_get(&p->dms, keys[k]);
+        if (d && d->last > 0)
+            (void)dm_fetch(p, d, keys[k]);
+        free(keys[k]);
+    }
+    free(keys);
+}
+
+/* The user's last local connection went: forget its DM streams. */
+static void dm_forget(proto_t *p, const char *user)
+{
+    size_t n;
+    char **keys = dm_keys(p, user, &n);
+    for (size_t k = 0; k < n; k++) {
+        dmstream_t *d = pl_map_del(&p->dms, keys[k]);
+        if (d) {
+            pl_mqueue_clear(&d->pending); /* a fetch in flight finds no stream */
+            free(d);
+        }
+        free(keys[k]);
+    }
+    free(keys);
+}
+
 static void on_bus_message(void *arg, const char *channel, size_t chlen, const char *payload,
                            size_t len)
 {
@@ -613,21 +788,11 @@ static void on_bus_message(void *arg, const char *channel, size_t chlen, const c
             if (r && r->have_base && e.seq > r->last_seq)
                 r->last_seq = e.seq;
         }
-        const pl_user_conns_t *u = pl_user_get(&p->rooms, name);
-        if (u == NULL || u->n == 0)
-            return;
         pl_frame_t *f = pl_frame_new(PL_WS_TEXT, e.json, e.json_len);
-        /* copy: a send may close a connection, which edits the array */
-        size_t n = u->n;
-        pl_conn_t **cs = pl_xmalloc(n * sizeof(*cs));
-        memcpy(cs, u->conns, n * sizeof(*cs));
-        for (size_t i = 0; i < n; i++)
-            if (cs[i]->id != origin) {
-                pl_conn_send_frame(cs[i], f);
-                if (e.kind == PL_ENV_MSG)
-                    count(m_deliveries, 1);
-            }
-        free(cs);
+        if (e.kind == PL_ENV_MSG && e.room_len <= PL_ROOM_MAX)
+            dm_live(p, name, e.room, e.room_len, e.seq, f, origin);
+        else
+            deliver_user(p, name, f, origin, 0);
         pl_frame_unref(f);
         return;
     }
@@ -657,6 +822,7 @@ static void on_bus_subscribed(void *arg, const char *channel)
             if (s && s->auth_wait)
                 auth_reply(s);
         }
+        dm_resubscribed(p, room);
         return;
     }
     if (channel_room(channel, strlen(channel), room) < 0)
@@ -993,6 +1159,11 @@ static void send_reply(req_t *q, const char *res)
     pl_room_t *r = pl_room_get(&q->s->p->rooms, q->room);
     if (r && seq > r->max_acked)
         r->max_acked = seq;
+    if (q->dm && q->s->c) {
+        dmstream_t *d = dm_stream(q->s->p, q->s->auth.user, q->room);
+        if (d && seq > d->acked)
+            d->acked = seq;
+    }
     json_t *o = ok_obj(q->has_id, q->id);
     json_object_set_new(o, "room", json_string(q->room));
     json_object_set_new(o, "seq", json_integer(seq));
@@ -1037,6 +1208,13 @@ static void on_send(void *arg, redisReply *r)
             int64_t hint = 0;
             if (room)
                 hint = room->last_seq > room->max_acked ? room->last_seq : room->max_acked;
+            if (q->dm) {
+                dmstream_t *d = dm_stream(q->s->p, q->s->auth.user, q->room);
+                if (d && d->last > hint)
+                    hint = d->last;
+                if (d && d->acked > hint)
+                    hint = d->acked;
+            }
             pl_history_seq_floor(q->room, hint, on_floor, q);
             return;
         }
@@ -1409,6 +1587,7 @@ int pl_proto_worker_start(struct pl_worker *w)
     }
     snprintf(p->origin, sizeof(p->origin), "%.120s.%d", w->node_id, (int)getpid());
     pl_rooms_init(&p->rooms);
+    pl_map_init(&p->dms);
     if (pl_auth_load_secret(w->cfg, &p->secret, &p->secret_len) < 0)
         pl_log_error("no token secret (token_secret or token_secret_file): every auth will fail");
     char control[PL_KEY_MAX];
@@ -1448,6 +1627,13 @@ void pl_proto_worker_stop(struct pl_worker *w)
     event_free(p->beat);
     pl_bus_free(p->bus); /* pending callbacks run with NULL and free their requests */
     pl_rooms_free(&p->rooms);
+    size_t i;
+    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i)) {
+        dmstream_t *d = e->val;
+        pl_mqueue_clear(&d->pending);
+        free(d);
+    }
+    pl_map_clear(&p->dms);
     free(p->secret);
     free(p);
     w->proto = NULL;
@@ -1543,6 +1729,7 @@ void pl_proto_closed(struct pl_conn *c)
         char ch[PL_KEY_MAX];
         pl_key_user(ch, s->auth.user);
         pl_bus_unsubscribe(p->bus, ch);
+        dm_forget(p, s->auth.user);
     }
     if (s->auth_timer)
         event_free(s->auth_timer);

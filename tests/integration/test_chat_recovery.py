@@ -88,14 +88,22 @@ async def test_recovered_false_when_trimmed(gateway):
         await c.close()
 
 
-async def test_redis_restart_during_traffic(gateway, fresh_redis):
+@pytest.mark.parametrize("mode", ["room", "dm"])
+async def test_redis_restart_during_traffic(gateway, fresh_redis, mode):
     a = gateway(node_id="rr-a", redis_url=fresh_redis.url, **FAST)
     b = gateway(node_id="rr-b", redis_url=fresh_redis.url, **FAST)
     room = uniq()
     sender = await login(a, "rr-sender")
-    members = [await login(a, "rr-m1"), await login(b, "rr-m2"), await login(b, "rr-m3")]
-    for c in [sender] + members:
-        await c.ok("join", room=room)
+    if mode == "room":
+        members = [await login(a, "rr-m1"), await login(b, "rr-m2"), await login(b, "rr-m3")]
+        for c in [sender] + members:
+            await c.ok("join", room=room)
+        cmd = dict(op="send", room=room)
+    else:
+        # the recipient on both nodes, and the sender's other device
+        members = [await login(a, "rr-peer"), await login(b, "rr-peer"), await login(b, "rr-sender")]
+        cmd = dict(op="dm", to="rr-peer")
+        room = "dm:rr-peer:rr-sender"
 
     acked = []
     unavailable = 0
@@ -105,7 +113,8 @@ async def test_redis_restart_during_traffic(gateway, fresh_redis):
         nonlocal unavailable
         i = 0
         while not stop:
-            r = await sender.cmd("send", room=room, text=f"t{i}", timeout=10)
+            fields = {k: v for k, v in cmd.items() if k != "op"}
+            r = await sender.cmd(cmd["op"], text=f"t{i}", timeout=10, **fields)
             i += 1
             if r["ok"]:
                 acked.append(r["msg_id"])
@@ -120,7 +129,8 @@ async def test_redis_restart_during_traffic(gateway, fresh_redis):
     fresh_redis.stop()
     t0 = time.monotonic()
     # during the outage sends fail fast with unavailable (never hang)
-    r = await sender.cmd("send", room=room, text="during", timeout=3)
+    fields = {k: v for k, v in cmd.items() if k != "op"}
+    r = await sender.cmd(cmd["op"], text="during", timeout=3, **fields)
     assert r["ok"] is False and r["error"] == "unavailable" and time.monotonic() - t0 < 3
     await asyncio.sleep(1.0)
     fresh_redis.start()
