@@ -52,7 +52,9 @@ struct pl_bus {
     int port;
     char *path; /* unix socket path */
     int db;
-    char *control; /* channel kept subscribed for the bus's lifetime */
+    char *user;     /* AUTH user (NULL: default user) */
+    char *password; /* AUTH password (NULL: none) */
+    char *control;  /* channel kept subscribed for the bus's lifetime */
     pl_bus_handlers_t h;
     link_t cmd, sub;
     pl_map_t chans; /* channel -> chan_t */
@@ -85,9 +87,19 @@ static int parse_url(pl_bus_t *bus, const char *url)
     if (strncmp(url, "redis://", 8) != 0)
         return -1;
     const char *h = url + 8;
-    const char *at = strchr(h, '@'); /* ignore credentials: not supported */
-    if (at)
+    const char *at = strchr(h, '@');
+    if (at) {
+        /* redis://[user]:password@host: AUTH password (or user password) */
+        const char *colon = memchr(h, ':', (size_t)(at - h));
+        if (colon) {
+            if (colon > h)
+                bus->user = pl_xstrndup(h, (size_t)(colon - h));
+            bus->password = pl_xstrndup(colon + 1, (size_t)(at - colon - 1));
+        } else {
+            bus->password = pl_xstrndup(h, (size_t)(at - h));
+        }
         h = at + 1;
+    }
     const char *slash = strchr(h, '/');
     const char *colon = strchr(h, ':');
     size_t hostlen = colon && (!slash || colon < slash) ? (size_t)(colon - h)
@@ -309,7 +321,7 @@ static void on_select(redisAsyncContext *ac, void *reply, void *privdata)
     (void)privdata;
     redisReply *r = reply;
     if (r && r->type == REDIS_REPLY_ERROR)
-        pl_log_error("redis SELECT failed\terror=\"%s\"", r->str);
+        pl_log_error("redis AUTH/SELECT failed\terror=\"%s\"", r->str);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -331,6 +343,12 @@ static void on_connect(const redisAsyncContext *ac, int status)
         pl_log_info("redis connected\tlink=%s", link_name(bus, l));
     l->attempts = 0;
     l->up = 1;
+    if (bus->password) {
+        /* pipelined ahead of everything else on this link */
+        const char *argv[3] = {"AUTH", bus->user ? bus->user : bus->password, bus->password};
+        size_t lens[3] = {4, strlen(argv[1]), strlen(bus->password)};
+        redisAsyncCommandArgv(l->ac, on_select, NULL, bus->user ? 3 : 2, argv, lens);
+    }
     if (l == &bus->cmd) {
         if (bus->db)
             redisAsyncCommand(l->ac, on_select, NULL, "SELECT %d", bus->db);
@@ -391,6 +409,8 @@ pl_bus_t *pl_bus_new(struct event_base *base, const char *url, const char *contr
     if (parse_url(bus, url) < 0) {
         free(bus->host);
         free(bus->path);
+        free(bus->user);
+        free(bus->password);
         free(bus);
         return NULL;
     }
@@ -430,6 +450,8 @@ void pl_bus_free(pl_bus_t *bus)
     pl_map_clear(&bus->chans);
     free(bus->host);
     free(bus->path);
+    free(bus->user);
+    free(bus->password);
     free(bus->control);
     free(bus);
 }

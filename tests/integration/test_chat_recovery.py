@@ -186,3 +186,20 @@ async def test_hung_redis_gives_unavailable(gateway, fresh_redis):
         await asyncio.sleep(0.2)
     assert r["ok"] is True, r
     await c.close()
+
+
+async def test_redis_password_in_url(gateway, fresh_redis):
+    fresh_redis.cli("CONFIG", "SET", "requirepass", "s3cret")
+    url = f"redis://:s3cret@127.0.0.1:{fresh_redis.port}/0"
+    a = gateway(node_id="pw-a", redis_url=url)
+    b = gateway(node_id="pw-b", redis_url=url)
+    room = uniq()
+    alice = await login(a, "pw-alice")
+    bob = await login(b, "pw-bob")
+    await alice.ok("join", room=room)
+    await bob.ok("join", room=room)
+    r = await alice.ok("send", room=room, text="authed")
+    m = await bob.event(ev="msg")
+    assert m["seq"] == r["seq"] and m["text"] == "authed"
+    await alice.close()
+    await bob.close()
