@@ -461,6 +461,11 @@ int pl_bus_ready(const pl_bus_t *bus)
     return bus->cmd.up;
 }
 
+int pl_bus_sub_ready(const pl_bus_t *bus)
+{
+    return bus->sub.up;
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     pending_t *p = privdata;

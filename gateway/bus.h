@@ -47,6 +47,8 @@ void pl_bus_free(pl_bus_t *bus);
 
 /* 1 when the command connection is up. */
 int pl_bus_ready(const pl_bus_t *bus);
+/* 1 when the subscription connection is up. */
+int pl_bus_sub_ready(const pl_bus_t *bus);
 
 /* Sends a command. Returns -1 at once (fn is not called) when the
  * command connection is down; else fn is called exactly once later. */

@@ -837,13 +837,25 @@ static void on_bus_subscribed(void *arg, const char *channel)
 static void on_bus_sub_down(void *arg)
 {
     proto_t *p = arg;
-    size_t i;
+    size_t i, n = 0;
+    char **waiting = pl_xcalloc(p->rooms.rooms.n + 1, sizeof(*waiting));
     for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e;
          e = pl_map_next(&p->rooms.rooms, e, &i)) {
         pl_room_t *r = e->val;
         r->subscribed = 0;
         r->stream = ROOM_WAIT;
+        if (r->waiters)
+            waiting[n++] = pl_xstrdup(r->name);
     }
+    /* joins waiting for a subscription would wait for the reconnect:
+     * refuse them now (may drop rooms, hence the second pass) */
+    for (size_t k = 0; k < n; k++) {
+        pl_room_t *r = pl_room_get(&p->rooms, waiting[k]);
+        if (r)
+            fail_waiters(p, r, "unavailable", "redis unavailable", 1);
+        free(waiting[k]);
+    }
+    free(waiting);
 }
 
 static void on_beat(evutil_socket_t fd, short what, void *arg);
@@ -1093,7 +1105,7 @@ static void cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd)
         reply_error(s, cmd->has_id, cmd->id, "bad_request", "already joined");
         return;
     }
-    if (!pl_bus_ready(p->bus)) {
+    if (!pl_bus_ready(p->bus) || !pl_bus_sub_ready(p->bus)) {
         reply_error(s, cmd->has_id, cmd->id, "unavailable", "redis unavailable");
         return;
     }
