@@ -1120,6 +1120,8 @@ static void cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     m->recovering = 1;
     if (first_user)
         presence_change(p, "join", r->name, s->auth.user, s->c->id);
+    pl_conn_log(s->c, PL_LOG_DEBUG, "join\troom=%s since=%" PRId64 " first=%d", r->name,
+                cmd->has_since ? cmd->since : -1, first_conn);
     req_t *q = req_new(s, cmd);
     q->has_since = cmd->has_since;
     q->since = cmd->since;
@@ -1148,6 +1150,7 @@ static void cmd_leave(proto_t *p, session_t *s, const pl_cmd_t *cmd)
         reply_error(s, cmd->has_id, cmd->id, "not_joined", "not joined to this room");
         return;
     }
+    pl_conn_log(s->c, PL_LOG_DEBUG, "leave\troom=%s", cmd->room);
     leave_member(p, s, m);
     json_t *o = ok_obj(cmd->has_id, cmd->id);
     json_object_set_new(o, "room", json_string(cmd->room));
@@ -1687,12 +1690,13 @@ void pl_proto_message(struct pl_conn *c, const uint8_t *text, size_t len)
     case PL_RATE_ALLOW:
         break;
     case PL_RATE_REJECT:
+        pl_conn_log(c, PL_LOG_DEBUG, "rate limited\trejected=%u", s->rl.rejected);
         reply_error(s, cmd.has_id, cmd.id, "rate_limited", "slow down");
         pl_cmd_free(&cmd);
         return;
     case PL_RATE_ABUSIVE:
         pl_cmd_free(&cmd);
-        pl_conn_close(c, 1008, "rate limit ignored");
+        pl_conn_close(c, 1008, "rate limit ignored\trejected=%u", s->rl.rejected);
         return;
     }
     if (rc < 0) {

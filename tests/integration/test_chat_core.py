@@ -334,3 +334,27 @@ async def test_chat_metrics(gateway):
     total("parley_chat_redis_errors_total")
     await alice.close()
     await bob.close()
+
+
+async def test_channel_subscribed_while_members_exist(gateway, redis):
+    gw = gateway(workers=1)
+    room = uniq()
+    ch = f"parley:{{{room}}}:ch"
+
+    def numsub():
+        out = redis.cli("PUBSUB", "NUMSUB", ch).split("\n")
+        return int(out[1])
+
+    a = await login(gw, "sub-a")
+    b = await login(gw, "sub-b")
+    assert numsub() == 0
+    await a.ok("join", room=room)
+    await b.ok("join", room=room)
+    assert numsub() == 1  # one subscription per worker, not per member
+    await a.ok("leave", room=room)
+    assert numsub() == 1
+    await b.close()
+    pl.wait_for(lambda: numsub() == 0, 5, what="unsubscribed after the last member left")
+    await a.ok("join", room=room)  # and back
+    assert numsub() == 1
+    await a.close()
