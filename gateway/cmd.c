@@ -1060,13 +1060,20 @@ static void join_ready(proto_t *p, req_t *q)
         req_free(q);
         return;
     }
+    /* head: the last seq this connection gets through the live path. For
+     * dm rooms that path is the user's channel (dmstream), not the room's. */
+    int64_t head = r->last_seq;
     char a[PL_USER_MAX + 1], b[PL_USER_MAX + 1];
-    int dm = pl_room_dm_users(q->room, a, b) > 0;
-    if (!q->has_since || (!dm && q->since >= r->last_seq)) {
-        m->cursor = r->last_seq;
+    if (pl_room_dm_users(q->room, a, b) > 0) {
+        dmstream_t *d = dm_stream(p, s->auth.user, q->room);
+        if (d && d->last > head)
+            head = d->last;
+    }
+    if (!q->has_since || q->since >= head) {
+        m->cursor = head;
         json_t *o = ok_obj(q->has_id, q->id);
         json_object_set_new(o, "room", json_string(q->room));
-        json_object_set_new(o, "seq", json_integer(r->last_seq));
+        json_object_set_new(o, "seq", json_integer(head));
         if (q->has_since)
             json_object_set_new(o, "recovered", json_true());
         send_json(s, o);
@@ -1074,11 +1081,9 @@ static void join_ready(proto_t *p, req_t *q)
         req_free(q);
         return;
     }
-    /* dm rooms are delivered live on the user channels, not through this
-     * room's stream, so recovery there reads everything after since. */
     m->recovering = 1;
     m->cursor = q->since;
-    q->upto = dm ? -1 : r->last_seq;
+    q->upto = head;
     if (pl_history_range(p->bus, q->room, q->since, q->upto, on_recover, q) < 0) {
         m->recovering = 0;
         leave_member(p, s, m);
@@ -1094,7 +1099,7 @@ static void cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd)
         return;
     }
     pl_member_t *old = pl_room_member(s->rooms, cmd->room);
-    if (old != NULL && old->room->stream == ROOM_READY && !old->recovering && !cmd->has_since) {
+    if (old != NULL && !old->recovering && !cmd->has_since) {
         json_t *o = ok_obj(cmd->has_id, cmd->id);
         json_object_set_new(o, "room", json_string(cmd->room));
         json_object_set_new(o, "seq", json_integer(old->cursor));

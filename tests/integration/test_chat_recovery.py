@@ -203,3 +203,22 @@ async def test_redis_password_in_url(gateway, fresh_redis):
     assert m["seq"] == r["seq"] and m["text"] == "authed"
     await alice.close()
     await bob.close()
+
+
+async def test_dm_join_since(gateway):
+    gw = gateway(**FAST)
+    alice = await login(gw, "dms-alice")
+    bob = await login(gw, "dms-bob")
+    for i in range(1, 6):
+        await alice.ok("dm", to="dms-bob", text=f"d{i}")
+    room = "dm:dms-alice:dms-bob"
+    assert [m["seq"] for m in await bob.msgs(5)] == [1, 2, 3, 4, 5]
+    bob2 = await login(gw, "dms-bob")
+    r = await bob2.ok("join", room=room, since=2)
+    assert r["recovered"] is True and r["seq"] == 5
+    assert [m["seq"] for m in bob2.drain() if m["ev"] == "msg"] == [3, 4, 5]
+    await alice.ok("dm", to="dms-bob", text="d6")
+    assert [m["seq"] for m in await bob2.msgs(1)] == [6]
+    await bob2.no_event(0.3, ev="msg")  # once, though joined and on the user channel
+    for c in (alice, bob, bob2):
+        await c.close()
