@@ -68,6 +68,11 @@ skip() {
   echo "=== $1: not run: $2"
 }
 
+needs_configure() {  # DIR FLAG: not configured, configure is newer, or configured without FLAG
+  [ ! -f "$1/Makefile" ] || [ configure -nt "$1/config.status" ] ||
+    ! "$1/config.status" --config | grep -q -- "$2"
+}
+
 configure_in() {  # DIR FLAGS...
   local dir=$1; shift
   mkdir -p "$dir"
@@ -93,7 +98,7 @@ if [ ! -x configure ] || [ configure.ac -nt configure ] || [ $CLEAN -eq 1 ]; the
   stage autogen ./autogen.sh
 fi
 if [ -x configure ]; then
-  if [ ! -f build/Makefile ] || [ configure -nt build/config.status ]; then
+  if needs_configure build --enable-werror; then
     stage configure configure_in build --enable-werror
   fi
   if [ -f build/Makefile ] && stage build make -C build -j"$JOBS"; then
@@ -109,7 +114,7 @@ fi
 
 # ---- 3. ASan + UBSan build, same tests
 if [ $QUICK -eq 0 ] && [ -x configure ]; then
-  if [ ! -f build-asan/Makefile ] || [ configure -nt build-asan/config.status ]; then
+  if needs_configure build-asan --enable-debug; then
     stage configure-asan configure_in build-asan --enable-debug
   fi
   if [ -f build-asan/Makefile ] && stage build-asan make -C build-asan -j"$JOBS"; then
