@@ -608,8 +608,14 @@ static int group_info(pl_reader_t *r, pl_arch_group_stats_t *st, pl_arch_stream_
             const redisReply *lag = kv(g, "lag");
             st->lag = (lag && lag->type == REDIS_REPLY_INTEGER) ? lag->integer : -1;
         }
-        if (minid == NULL || last == NULL || last->type != REDIS_REPLY_STRING)
+        if (minid == NULL)
             continue;
+        if (name == NULL || name->type != REDIS_REPLY_STRING || last == NULL ||
+            last->type != REDIS_REPLY_STRING) {
+            /* A group we cannot read may still need every entry: trim nothing. */
+            *have_min = 0;
+            goto out;
+        }
         pl_arch_stream_id_t need;
         if (pl_arch_stream_id_parse(last->str, (size_t)last->len, &need) < 0) {
             rc = fail(r, r->ctl, NULL, "XINFO GROUPS last-delivered-id");
