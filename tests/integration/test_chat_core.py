@@ -358,3 +358,61 @@ async def test_channel_subscribed_while_members_exist(gateway, redis):
     await a.ok("join", room=room)  # and back
     assert numsub() == 1
     await a.close()
+
+
+async def test_join_leave_churn_during_traffic(two_nodes):
+    """Members joining and leaving quickly (channel subscribe/unsubscribe
+    races on one worker) never disturb steady members, and every rejoin
+    gets a working stream."""
+    a, b = two_nodes
+    room = uniq()
+    sender = await login(a, "ch-sender")
+    steady = [await login(a, "ch-steady-a"), await login(b, "ch-steady-b")]
+    for c in [sender] + steady:
+        await c.ok("join", room=room)
+    churners = [await login(a if i % 2 else b, f"ch-churn{i}") for i in range(6)]
+
+    async def churn(c):
+        for _ in range(15):
+            r = await c.ok("join", room=room)
+            assert r["seq"] >= 0
+            await c.ok("leave", room=room)
+
+    async def pump():
+        for i in range(300):
+            await sender.ok("send", room=room, text=f"c{i}")
+
+    await asyncio.gather(pump(), *[churn(c) for c in churners])
+    for c in steady:
+        ms = await c.msgs(300, timeout=20, room=room)
+        assert [m["seq"] for m in ms] == list(range(1, 301))
+    # a churner that joins at the end still gets live messages
+    last = churners[0]
+    last.drain()
+    r = await last.ok("join", room=room)
+    await sender.ok("send", room=room, text="final")
+    m = await last.event(ev="msg", text="final")
+    assert m["seq"] == r["seq"] + 1
+    for c in [sender] + steady + churners:
+        await c.close()
+
+
+async def test_lone_member_rejoin_resubscribes(gateway):
+    """The only member on a worker leaving and rejoining at once (UNSUBSCRIBE
+    and SUBSCRIBE back to back) still receives messages."""
+    gw = gateway(workers=1, **FAST)
+    other = gateway(workers=1, node_id="lone-other", **FAST)
+    room = uniq()
+    me = await login(gw, "lone")
+    sender = await login(other, "lone-sender")
+    await sender.ok("join", room=room)
+    for i in range(20):
+        await me.ok("join", room=room)
+        await me.ok("leave", room=room)
+    r = await me.ok("join", room=room)
+    for i in range(5):
+        await sender.ok("send", room=room, text=f"x{i}")
+    ms = await me.msgs(5)
+    assert [m["seq"] for m in ms] == list(range(r["seq"] + 1, r["seq"] + 6))
+    await me.close()
+    await sender.close()
