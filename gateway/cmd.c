@@ -207,12 +207,13 @@ typedef struct proto {
     pl_rooms_t rooms;
     uint8_t *secret; /* token secret, NULL = every auth fails */
     size_t secret_len;
-    struct event *beat; /* presence heartbeat */
-    char origin[160];   /* "<node_id>.<pid>": envelope origin and presence member
-                         * part; the pid keeps two nodes sharing a node_id (or a
-                         * respawned worker) apart */
-    uint64_t room_gen;  /* incarnation counter for rooms (stale fetch replies) */
-    pl_map_t dms;       /* "<user>|<dm room>" -> dmstream_t: DM order per local user */
+    struct event *beat;    /* presence heartbeat */
+    char origin[160];      /* "<node_id>.<pid>": envelope origin and presence member
+                            * part; the pid keeps two nodes sharing a node_id (or a
+                            * respawned worker) apart */
+    uint64_t room_gen;     /* incarnation counter for rooms (stale fetch replies) */
+    pl_map_t dms;          /* "<user>|<dm room>" -> dmstream_t: DM order per local user */
+    struct event *refetch; /* retries room fetches that failed (Redis LOADING, lost link) */
 } proto_t;
 
 typedef struct session {
@@ -471,6 +472,16 @@ static pl_room_t *fetch_room(fetch_t *f)
     return r;
 }
 
+/* A failed fetch leaves its room waiting: try again shortly (a restarted
+ * Redis answers LOADING for a while; a lost link comes back). */
+static void schedule_refetch(proto_t *p)
+{
+    if (p->refetch && !evtimer_pending(p->refetch, NULL)) {
+        struct timeval tv = {0, 250 * 1000};
+        evtimer_add(p->refetch, &tv);
+    }
+}
+
 static void on_base(void *arg, redisReply *rep)
 {
     fetch_t *f = arg;
@@ -480,8 +491,9 @@ static void on_base(void *arg, redisReply *rep)
     if (r == NULL)
         return;
     if (rep == NULL || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+        schedule_refetch(p);
         fail_waiters(p, r, "unavailable", "redis unavailable", 1);
-        return; /* retried when the command link is back */
+        return;
     }
     r->have_base = 1;
     r->last_seq = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
@@ -497,6 +509,7 @@ static void on_catchup(void *arg, int status, pl_history_page_t *page)
     if (r == NULL)
         return;
     if (status < 0) {
+        schedule_refetch(p);
         fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return;
     }
@@ -540,6 +553,7 @@ static void start_fetch(proto_t *p, pl_room_t *r)
     }
     if (rc < 0) {
         free(f);
+        schedule_refetch(p);
         fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return;
     }
@@ -860,10 +874,8 @@ static void on_bus_sub_down(void *arg)
 
 static void on_beat(evutil_socket_t fd, short what, void *arg);
 
-static void on_bus_cmd_up(void *arg)
+static void refetch_rooms(proto_t *p)
 {
-    proto_t *p = arg;
-    on_beat(-1, 0, p); /* a restarted Redis may have lost presence: refresh now */
     /* start_fetch may drop a room (failed joins): collect names first */
     size_t i, n = 0;
     char **names = pl_xcalloc(p->rooms.rooms.n + 1, sizeof(*names));
@@ -880,6 +892,20 @@ static void on_bus_cmd_up(void *arg)
         free(names[k]);
     }
     free(names);
+}
+
+static void on_refetch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    refetch_rooms(arg);
+}
+
+static void on_bus_cmd_up(void *arg)
+{
+    proto_t *p = arg;
+    on_beat(-1, 0, p); /* a restarted Redis may have lost presence: refresh now */
+    refetch_rooms(p);
 }
 
 /* ===================================================================== */
@@ -1627,6 +1653,7 @@ int pl_proto_worker_start(struct pl_worker *w)
         free(p);
         return -1;
     }
+    p->refetch = evtimer_new(w->base, on_refetch, p);
     p->beat = event_new(w->base, -1, EV_PERSIST, on_beat, p);
     struct timeval tv = {PRESENCE_BEAT_MS / 1000, 0};
     evtimer_add(p->beat, &tv);
@@ -1645,6 +1672,8 @@ void pl_proto_worker_stop(struct pl_worker *w)
     if (p == NULL)
         return;
     event_free(p->beat);
+    event_free(p->refetch);
+    p->refetch = NULL;
     pl_bus_free(p->bus); /* pending callbacks run with NULL and free their requests */
     pl_rooms_free(&p->rooms);
     size_t i;

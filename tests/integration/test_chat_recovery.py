@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+import pl
+
 from chatlib import FAST, login, uniq
 
 
@@ -88,8 +90,13 @@ async def test_recovered_false_when_trimmed(gateway):
         await c.close()
 
 
-@pytest.mark.parametrize("mode", ["room", "dm"])
-async def test_redis_restart_during_traffic(gateway, fresh_redis, mode):
+@pytest.mark.parametrize("mode", ["room", "dm", "room-aof"])
+async def test_redis_restart_during_traffic(gateway, fresh_redis, workdir, mode):
+    if mode.endswith("-aof"):
+        # Redis that keeps its data across the restart (seq keys survive)
+        fresh_redis.kill()
+        fresh_redis = pl.Redis(workdir + "/redis-aof", appendonly=True).start()
+        mode = mode[:-4]
     a = gateway(node_id="rr-a", redis_url=fresh_redis.url, **FAST)
     b = gateway(node_id="rr-b", redis_url=fresh_redis.url, **FAST)
     room = uniq()
@@ -159,6 +166,7 @@ async def test_redis_restart_during_traffic(gateway, fresh_redis, mode):
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for c in [sender] + members:
         await c.close()
+    fresh_redis.kill()
 
 
 async def test_hung_redis_gives_unavailable(gateway, fresh_redis):
