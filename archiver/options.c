@@ -4,63 +4,12 @@
  */
 #include "options.h"
 #include "log.h"
-#include "mysql_url.h"
+#include "checks.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int check_listen(const char *v, char *err, size_t errlen)
-{
-    if (*v == '\0')
-        return 0;
-    const char *colon = strrchr(v, ':');
-    if (colon == NULL || colon == v || colon[1] == '\0') {
-        snprintf(err, errlen, "'%s' is not host:port", v);
-        return -1;
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535) {
-        snprintf(err, errlen, "'%s' has no valid port", v);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_level(const char *v, char *err, size_t errlen)
-{
-    if (pl_log_level_parse(v) < 0) {
-        snprintf(err, errlen, "'%s' is not one of error, warn, info, debug", v);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_redis_url(const char *v, char *err, size_t errlen)
-{
-    if (*v == '/' || strncmp(v, "redis://", 8) == 0 || strncmp(v, "unix://", 7) == 0)
-        return 0;
-    snprintf(err, errlen, "'%s' is not redis://host:port/db or a unix socket path", v);
-    return -1;
-}
-
-static int check_mysql_url(const char *v, char *err, size_t errlen)
-{
-    if (*v == '\0')
-        return 0; /* checked when a command needs it */
-    pl_mysql_url_t u;
-    if (pl_mysql_url_parse(v, &u, err, errlen) < 0)
-        return -1;
-    int ok = u.database != NULL && *u.database != '\0';
-    pl_mysql_url_free(&u);
-    if (!ok) {
-        snprintf(err, errlen, "'%s' names no database", v);
-        return -1;
-    }
-    return 0;
-}
 
 static int check_name(const char *v, char *err, size_t errlen)
 {
@@ -75,10 +24,10 @@ static int check_name(const char *v, char *err, size_t errlen)
 #define DAY_MS 86400000LL
 
 const pl_opt_t pl_arch_options[] = {
-    {"redis_url", PL_OPT_STR, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, check_redis_url,
+    {"redis_url", PL_OPT_STR, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, pl_check_redis_url,
      "Redis server holding the stream"},
     {"mysql_url", PL_OPT_STR, OFF(mysql_url), "mysql://parley@127.0.0.1:3306/parley", 0, 0,
-     check_mysql_url,
+     pl_check_mysql_url,
      "MariaDB/MySQL database (mysql://user:pw@host:port/db, or /socket?user=..&database=..)"},
     {"stream", PL_OPT_STR, OFF(stream), "parley:archive", 0, 0, check_name,
      "stream to archive (dead letters go to STREAM:dead)"},
@@ -96,11 +45,11 @@ const pl_opt_t pl_arch_options[] = {
      "idle time before another consumer's pending entries are claimed"},
     {"trim_interval", PL_OPT_DURATION, OFF(trim_interval), "1s", 1, DAY_MS, NULL,
      "time between trims of acknowledged entries"},
-    {"metrics_listen", PL_OPT_STR, OFF(metrics_listen), "127.0.0.1:9108", 0, 0, check_listen,
+    {"metrics_listen", PL_OPT_STR, OFF(metrics_listen), "127.0.0.1:9108", 0, 0, pl_check_listen_or_off,
      "address for /metrics and /healthz (empty = off)"},
     {"migrations_dir", PL_OPT_STR, OFF(migrations_dir), "", 0, 0, NULL,
      "directory of NNN_name.sql migrations (default: installed data dir)"},
-    {"log_level", PL_OPT_STR, OFF(log_level), "info", 0, 0, check_level,
+    {"log_level", PL_OPT_STR, OFF(log_level), "info", 0, 0, pl_check_log_level,
      "error, warn, info or debug"},
     PL_OPT_END,
 };

@@ -3,37 +3,12 @@
  * checks for every key, in one place.
  */
 #include "options.h"
-#include "log.h"
+#include "checks.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int check_listen(const char *v, char *err, size_t errlen)
-{
-    const char *colon = strrchr(v, ':');
-    if (colon == NULL || colon == v || colon[1] == '\0') {
-        snprintf(err, errlen, "'%s' is not host:port", v);
-        return -1;
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535) {
-        snprintf(err, errlen, "'%s' has no valid port", v);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_level(const char *v, char *err, size_t errlen)
-{
-    if (pl_log_level_parse(v) < 0) {
-        snprintf(err, errlen, "'%s' is not one of error, warn, info, debug", v);
-        return -1;
-    }
-    return 0;
-}
 
 static int check_path(const char *v, char *err, size_t errlen)
 {
@@ -44,27 +19,11 @@ static int check_path(const char *v, char *err, size_t errlen)
     return 0;
 }
 
-static int check_redis_url(const char *v, char *err, size_t errlen)
-{
-    if (*v == '\0' || *v == '/' || strncmp(v, "redis://", 8) == 0 || strncmp(v, "unix://", 7) == 0)
-        return 0;
-    snprintf(err, errlen, "'%s' is not redis://host:port/db or a unix socket path", v);
-    return -1;
-}
-
-static int check_mysql_url(const char *v, char *err, size_t errlen)
-{
-    if (*v == '\0' || *v == '/' || strncmp(v, "mysql://", 8) == 0)
-        return 0;
-    snprintf(err, errlen, "'%s' is not mysql://user:password@host:port/database", v);
-    return -1;
-}
-
 #define OFF(f) offsetof(pl_gw_config_t, f)
 #define DAY_MS 86400000LL
 
 const pl_opt_t pl_gw_options[] = {
-    {"listen", PL_OPT_STR, OFF(listen), "0.0.0.0:8080", 0, 0, check_listen, "address to listen on"},
+    {"listen", PL_OPT_STR, OFF(listen), "0.0.0.0:8080", 0, 0, pl_check_listen, "address to listen on"},
     {"workers", PL_OPT_INT, OFF(workers), "0", 0, 256, NULL, "worker processes (0 = one per CPU)"},
     {"echo_path", PL_OPT_STR, OFF(echo_path), "", 0, 0, check_path, "path of the test echo endpoint (off if empty)"},
     {"max_message_size", PL_OPT_SIZE, OFF(max_message_size), "64k", 126, 1 << 30, NULL, "largest client message in bytes"},
@@ -74,8 +33,8 @@ const pl_opt_t pl_gw_options[] = {
     {"close_timeout", PL_OPT_DURATION, OFF(close_timeout), "5s", 10, DAY_MS, NULL, "time to wait for the peer's close frame"},
     {"drain_timeout", PL_OPT_DURATION, OFF(drain_timeout), "10s", 0, DAY_MS, NULL, "time to wait for clients on shutdown"},
     {"origins", PL_OPT_STR, OFF(origins), "", 0, 0, NULL, "comma-separated allowed Origin values (empty = any)"},
-    {"log_level", PL_OPT_STR, OFF(log_level), "info", 0, 0, check_level, "error, warn, info or debug"},
-    {"redis_url", PL_OPT_STR, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, check_redis_url, "Redis server"},
+    {"log_level", PL_OPT_STR, OFF(log_level), "info", 0, 0, pl_check_log_level, "error, warn, info or debug"},
+    {"redis_url", PL_OPT_STR, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, pl_check_redis_url, "Redis server"},
     {"node_id", PL_OPT_STR, OFF(node_id), "", 0, 0, NULL, "this node's name (default: host name)"},
     {"token_secret", PL_OPT_STR, OFF(token_secret), "", 0, 0, NULL, "HS256 secret for client tokens"},
     {"token_secret_file", PL_OPT_STR, OFF(token_secret_file), "", 0, 0, NULL, "file holding the token secret"},
@@ -86,7 +45,7 @@ const pl_opt_t pl_gw_options[] = {
     {"rate_burst", PL_OPT_INT, OFF(rate_burst), "40", 1, 1000000, NULL, "burst of messages per connection"},
     {"send_buffer_limit", PL_OPT_SIZE, OFF(send_buffer_limit), "4m", 4096, 1LL << 32, NULL, "bytes queued per client before closing 1013"},
     {"max_text_size", PL_OPT_SIZE, OFF(max_text_size), "4k", 1, 1 << 20, NULL, "largest message text in bytes"},
-    {"mysql_url", PL_OPT_STR, OFF(mysql_url), "", 0, 0, check_mysql_url, "MySQL/MariaDB for older history (empty = off)"},
+    {"mysql_url", PL_OPT_STR, OFF(mysql_url), "", 0, 0, pl_check_mysql_url, "MySQL/MariaDB for older history (empty = off)"},
     {"mysql_pool", PL_OPT_INT, OFF(mysql_pool), "2", 1, 64, NULL, "MySQL connections per worker"},
     PL_OPT_END,
 };

@@ -1,0 +1,65 @@
+/*
+ * Option value checks used by both the gateway's and the archiver's
+ * tables, so a key that exists in both is validated the same way.
+ */
+#include "checks.h"
+#include "log.h"
+#include "mysql_url.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pl_check_listen(const char *v, char *err, size_t errlen)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL || colon == v || colon[1] == '\0') {
+        snprintf(err, errlen, "'%s' is not host:port", v);
+        return -1;
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port < 0 || port > 65535) {
+        snprintf(err, errlen, "'%s' has no valid port", v);
+        return -1;
+    }
+    return 0;
+}
+
+int pl_check_listen_or_off(const char *v, char *err, size_t errlen)
+{
+    return *v == '\0' ? 0 : pl_check_listen(v, err, errlen);
+}
+
+int pl_check_log_level(const char *v, char *err, size_t errlen)
+{
+    if (pl_log_level_parse(v) < 0) {
+        snprintf(err, errlen, "'%s' is not one of error, warn, info, debug", v);
+        return -1;
+    }
+    return 0;
+}
+
+int pl_check_redis_url(const char *v, char *err, size_t errlen)
+{
+    if (*v == '/' || strncmp(v, "redis://", 8) == 0 || strncmp(v, "unix://", 7) == 0)
+        return 0;
+    snprintf(err, errlen, "'%s' is not redis://host:port/db or a unix socket path", v);
+    return -1;
+}
+
+int pl_check_mysql_url(const char *v, char *err, size_t errlen)
+{
+    if (*v == '\0')
+        return 0;
+    pl_mysql_url_t u;
+    if (pl_mysql_url_parse(v, &u, err, errlen) < 0)
+        return -1;
+    int ok = u.database != NULL && *u.database != '\0';
+    pl_mysql_url_free(&u);
+    if (!ok) {
+        snprintf(err, errlen, "'%s' names no database", v);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,21 @@
+/*
+ * Value checks shared by the programs' option tables (pl_opt_t.check):
+ * each returns 0, or -1 with a reason in err.
+ */
+#ifndef PL_CHECKS_H
+#define PL_CHECKS_H
+
+#include <stddef.h>
+
+/* host:port with a port in 0-65535; never empty. */
+int pl_check_listen(const char *v, char *err, size_t errlen);
+/* host:port, or empty for "off". */
+int pl_check_listen_or_off(const char *v, char *err, size_t errlen);
+/* error|warn|info|debug. */
+int pl_check_log_level(const char *v, char *err, size_t errlen);
+/* redis://host:port/db, unix://path or /path (a unix socket). */
+int pl_check_redis_url(const char *v, char *err, size_t errlen);
+/* A mysql_url that names a database, or empty (off / checked at use). */
+int pl_check_mysql_url(const char *v, char *err, size_t errlen);
+
+#endif
