@@ -31,6 +31,9 @@ target_deps() {
   fuzz_http)
     SRCS=(gateway/http.c common/ws.c common/util.c common/log.c)
     LIBS=(-lcrypto) ;;
+  fuzz_envelope)
+    SRCS=(common/envelope.c common/util.c common/log.c)
+    LIBS=(-lmsgpackc) ;;
   *)
     echo "fuzz.sh: no source list for $1: add it to target_deps() in scripts/fuzz.sh" >&2
     return 1 ;;
