@@ -42,50 +42,26 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+. "$SRC/tests/bench/lib.sh"
+
 ARCH=$BUILD/archiver/parley-archiver
-if [ ! -x "$ARCH" ]; then
-    echo "archiver_bench.sh: building in $BUILD"
-    [ -f "$BUILD/Makefile" ] || (cd "$BUILD" && "$SRC/configure" -q CFLAGS="-O2 -g")
-    make -C "$BUILD" -j2 archiver/parley-archiver >/dev/null
-fi
-for p in redis-server redis-cli mariadbd mariadb-install-db mariadb /usr/bin/time python3; do
-    command -v "$p" >/dev/null || { echo "archiver_bench.sh: $p not found" >&2; exit 1; }
-done
+bench_build archiver_bench.sh archiver/parley-archiver
+need_cmd archiver_bench.sh redis-server redis-cli mariadbd mariadb-install-db mariadb /usr/bin/time python3
 
 TMP=$(mktemp -d /tmp/parley-archbench.XXXXXX)
 REDIS_PID=
 MYSQL_PID=
 cleanup() {
-    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
-    [ -n "$MYSQL_PID" ] && kill "$MYSQL_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
+    stop_pids $REDIS_PID $MYSQL_PID
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-RPORT=$(free_port)
-MPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
-    --logfile "$TMP/redis.log" --daemonize no &
-REDIS_PID=$!
-
-mariadb-install-db --no-defaults --datadir="$TMP/db" --user=root \
-    --auth-root-authentication-method=normal --skip-test-db >"$TMP/install.log" 2>&1
-mariadbd --no-defaults --datadir="$TMP/db" --socket="$TMP/my.sock" --port="$MPORT" \
-    --bind-address=127.0.0.1 --user=root --skip-log-bin --skip-name-resolve \
-    --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
-    --innodb-flush-log-at-trx-commit="$FLUSH" --log-error="$TMP/mariadb.log" &
-MYSQL_PID=$!
-
-for _ in $(seq 1 300); do
-    redis-cli -p "$RPORT" PING >/dev/null 2>&1 &&
-        mariadb --no-defaults -S "$TMP/my.sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
-    sleep 0.1
-done
+start_redis "$TMP"
+start_mariadb "$TMP" --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
+    --innodb-flush-log-at-trx-commit="$FLUSH"
+RPORT=$REDIS_PORT
+MPORT=$MYSQL_PORT
 mariadb --no-defaults -S "$TMP/my.sock" -uroot -e 'CREATE DATABASE parley_bench CHARACTER SET utf8mb4'
 
 export PARLEY_REDIS_URL="redis://127.0.0.1:$RPORT/0"
@@ -142,7 +118,7 @@ for run in $(seq 1 "$RUNS"); do
         "$run" "$wall" "$rate" "$rss" "$cpu" "$xadd" "$(redis-cli -p "$RPORT" XLEN parley:archive)"
     RATES+=("$rate")
 done
-median=$(printf '%s\n' "${RATES[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+median=$(printf '%s\n' "${RATES[@]}" | median)
 echo "median: $median rows/s"
 
 if [ "$BASELINE" = 1 ]; then

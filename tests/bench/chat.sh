@@ -44,14 +44,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+. "$SRC/tests/bench/lib.sh"
+
 GW=$BUILD/gateway/parley-gateway
 LOAD=$BUILD/tests/bench/parley-load
-if [ ! -x "$GW" ] || [ ! -x "$LOAD" ]; then
-    echo "chat.sh: building in $BUILD"
-    [ -f "$BUILD/Makefile" ] || (cd "$BUILD" && "$SRC/configure" -q CFLAGS="-O2 -g")
-    make -C "$BUILD" -j2 gateway/parley-gateway tests/bench/parley-load >/dev/null
-fi
-command -v redis-server >/dev/null || { echo "chat.sh: redis-server not found" >&2; exit 1; }
+bench_build chat.sh gateway/parley-gateway tests/bench/parley-load
+need_cmd chat.sh redis-server python3
 
 TMP=$(mktemp -d /tmp/parley-chat.XXXXXX)
 SECRET=bench-secret-$$
@@ -60,12 +58,7 @@ GW_PIDS=()
 LOAD_PID=
 cleanup() {
     [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null || true
-    local p
-    for p in "${GW_PIDS[@]}" $REDIS_PID; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${GW_PIDS[@]}" $REDIS_PID; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
+    stop_pids "${GW_PIDS[@]}" $REDIS_PID
     GW_PIDS=()
     REDIS_PID=
     LOAD_PID=
@@ -73,72 +66,7 @@ cleanup() {
 trap 'cleanup; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Gateway masters and their worker children.
-gw_pids() {
-    local m
-    for m in "${GW_PIDS[@]}"; do
-        echo "$m"
-        cat "/proc/$m/task/$m/children" 2>/dev/null | tr ' ' '\n' | sed '/^$/d'
-    done
-}
-
-rss_kib() {
-    local sum=0 p v
-    for p in $(gw_pids); do
-        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
-
-# utime+stime+cutime+cstime in clock ticks (fields 14-17 of /proc/PID/stat,
-# counted after the command name, which may contain spaces).
-cpu_ticks() {
-    local sum=0 p
-    for p in "$@"; do
-        [ -r "/proc/$p/stat" ] || continue
-        sum=$((sum + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13 + $14 + $15}')))
-    done
-    echo "$sum"
-}
-
-wait_healthz() {
-    local port=$1
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
-            printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 &&
-            timeout 2 cat <&3) 2>/dev/null | grep -q ' 200'; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-wait_redis() {
-    local port=$1
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PING\r\n' >&3 &&
-            timeout 1 head -c 5 <&3) 2>/dev/null | grep -q PONG; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
-    >"$TMP/redis.log" 2>&1 &
-REDIS_PID=$!
-wait_redis "$REDIS_PORT" || { echo "chat.sh: redis did not come up" >&2; cat "$TMP/redis.log" >&2; exit 1; }
+start_redis "$TMP"
 
 # Fresh gateway nodes for every scenario run, so memory retained by one
 # run's allocator does not hide the next run's growth.
@@ -160,13 +88,7 @@ start_gateways() {
 }
 
 stop_gateways() {
-    local p
-    for p in "${GW_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${GW_PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
+    stop_pids "${GW_PIDS[@]}"
     GW_PIDS=()
 }
 
@@ -181,7 +103,7 @@ run_scenario() {
     local before_rss ready_rss cpu0 cpu1 rcpu0 rcpu1
     start_gateways
     rm -f "$TMP/ready"
-    before_rss=$(rss_kib)
+    before_rss=$(rss_kib "${GW_PIDS[@]}")
     timeout $((DURATION + 200)) "$LOAD" "$name" -u "$URLS" -s "$SECRET" -d "$DURATION" \
         --src-ips 8 --start-delay 3 --drain 20 --ready-file "$TMP/ready" --room-prefix "b$$-$name-$run" \
         "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
@@ -192,16 +114,16 @@ run_scenario() {
         sleep 0.1
     done
     sleep 1
-    ready_rss=$(rss_kib)
+    ready_rss=$(rss_kib "${GW_PIDS[@]}")
     sleep 1.5 # the generator starts sending 3 s after setup
-    cpu0=$(cpu_ticks $(gw_pids))
+    cpu0=$(cpu_ticks $(gw_pids "${GW_PIDS[@]}"))
     local load0
     load0=$(cut -d' ' -f1 /proc/loadavg)
     rcpu0=$(cpu_ticks "$REDIS_PID")
     local rc=0
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
-    cpu1=$(cpu_ticks $(gw_pids))
+    cpu1=$(cpu_ticks $(gw_pids "${GW_PIDS[@]}"))
     rcpu1=$(cpu_ticks "$REDIS_PID")
     cat "$TMP/$name.out"
     if [ "$rc" -ne 0 ]; then

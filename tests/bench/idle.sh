@@ -33,13 +33,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+. "$SRC/tests/bench/lib.sh"
+
 GW=$BUILD/gateway/parley-gateway
 LOAD=$BUILD/tests/bench/parley-load
-if [ ! -x "$GW" ] || [ ! -x "$LOAD" ]; then
-    echo "idle.sh: building in $BUILD"
-    [ -f "$BUILD/Makefile" ] || (cd "$BUILD" && "$SRC/configure" -q CFLAGS="-O2 -g")
-    make -C "$BUILD" -j2 gateway/parley-gateway tests/bench/parley-load >/dev/null
-fi
+bench_build idle.sh gateway/parley-gateway tests/bench/parley-load
 
 TMP=$(mktemp -d /tmp/parley-idle.XXXXXX)
 GW_PID=
@@ -47,70 +45,20 @@ LOAD_PID=
 REDIS_PID=
 cleanup() {
     [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null || true
-    if [ -n "$GW_PID" ]; then
-        kill -TERM "$GW_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$GW_PID" 2>/dev/null || true
-    fi
+    stop_pids $GW_PID
     GW_PID=
     LOAD_PID=
 }
-stop_redis() {
-    if [ -n "$REDIS_PID" ]; then
-        kill -TERM "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-    fi
-    REDIS_PID=
-}
-trap 'cleanup; stop_redis; rm -rf "$TMP"' EXIT
+trap 'cleanup; stop_pids $REDIS_PID; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# The gateway master and its worker children.
-gw_pids() {
-    echo "$GW_PID"
-    cat "/proc/$GW_PID/task/$GW_PID/children" 2>/dev/null | tr ' ' '\n' | sed '/^$/d'
-}
-
-# Sum of VmRSS in KiB.
-rss_kib() {
-    local sum=0 p v
-    for p in $(gw_pids); do
-        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
-
-wait_healthz() {
-    local port=$1
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
-            printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 &&
-            timeout 2 cat <&3) 2>/dev/null | grep -q ' 200'; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # Chat-side options for --auth: a Redis for the gateway and a token secret.
 GW_EXTRA=()
 LOAD_EXTRA=()
 URL_PATH=/echo
 if [ "$AUTH" = 1 ]; then
-    command -v redis-server >/dev/null || { echo "idle.sh: redis-server not found" >&2; exit 1; }
-    REDIS_PORT=$(free_port)
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
-        >"$TMP/redis.log" 2>&1 &
-    REDIS_PID=$!
-    sleep 0.5
+    need_cmd idle.sh redis-server
+    start_redis "$TMP"
     GW_EXTRA=(--token-secret "idle-secret-$$" --redis-url "redis://127.0.0.1:$REDIS_PORT/0")
     LOAD_EXTRA=(--auth -s "idle-secret-$$")
     URL_PATH=/ws
@@ -125,7 +73,7 @@ for run in $(seq "$RUNS"); do
     GW_PID=$!
     wait_healthz "$PORT" || { echo "idle.sh: gateway did not come up" >&2; cat "$TMP/gateway.log" >&2; exit 1; }
     sleep 0.5
-    BEFORE=$(rss_kib)
+    BEFORE=$(rss_kib "$GW_PID")
     rm -f "$TMP/ready"
     timeout $((HOLD + 180)) "$LOAD" idle -u "ws://127.0.0.1:$PORT$URL_PATH" -n "$N" --hold "$HOLD" "${LOAD_EXTRA[@]}" \
         --src-ips 8 --ready-file "$TMP/ready" >"$TMP/load.out" 2>"$TMP/load.err" &
@@ -136,15 +84,15 @@ for run in $(seq "$RUNS"); do
         sleep 0.1
     done
     sleep 2
-    LOADED=$(rss_kib)
+    LOADED=$(rss_kib "$GW_PID")
     # Again after the gateway's first ping round (ping_interval 25 s).
     if [ "$HOLD" -gt 30 ]; then sleep 26; fi
-    LOADED2=$(rss_kib)
+    LOADED2=$(rss_kib "$GW_PID")
     [ "$LOADED2" -gt "$LOADED" ] && LOADED=$LOADED2
     wait "$LOAD_PID" || true
     LOAD_PID=
     sleep 1
-    AFTER=$(rss_kib)
+    AFTER=$(rss_kib "$GW_PID")
     cat "$TMP/load.out"
     RESULT=$(grep '^RESULT' "$TMP/load.out" || true)
     READY=$(sed -n 's/.* ready=\([0-9]*\).*/\1/p' <<<"$RESULT")

@@ -10,6 +10,9 @@
  *           unacknowledged sends each, for D seconds
  *   rooms   R rooms x K members, every member publishes, T messages/s in
  *           total (paced), for D seconds
+ *   history N readers, each in a closed loop (one request outstanding, an
+ *           optional think time) asks for a history page of one room for D
+ *           seconds; reply latency and page checks
  *
  * Every message text is "PLB:<publisher>:<counter>:<mono ns>[:xxx...]" so a
  * receiver knows who sent it, which one it is and when (one host, so the
@@ -43,6 +46,7 @@ enum mode {
     MODE_IDLE,
     MODE_FANOUT,
     MODE_ROOMS,
+    MODE_HISTORY,
 };
 
 /* Request ids: fixed ones for setup, sends use SEND_ID_BASE + counter. */
@@ -82,6 +86,11 @@ typedef struct client {
     uint64_t got;      /* deliveries received (other members' messages) */
     uint64_t events;   /* other events received */
     uint64_t ooo;      /* out-of-order deliveries received */
+    /* history mode: the one request outstanding (inflight 0 or 1) */
+    uint64_t req_ns;        /* when it was sent */
+    int64_t req_before;     /* its before (0: none) */
+    uint64_t req_id;        /* its id */
+    struct event *think_ev; /* pause before the next request (--think) */
 } client_t;
 
 typedef struct room {
@@ -116,7 +125,11 @@ static struct {
     const char *ready_file;
     char room_prefix[64];
     int setup_timeout, drain, connect_timeout;
-    int start_delay; /* seconds between setup and the first send */
+    int start_delay;              /* seconds between setup and the first send */
+    uint64_t messages;            /* fanout: stop after this many sends (0 = no cap) */
+    int64_t before_lo, before_hi; /* history: before drawn from [lo, hi]; 0 = none */
+    int limit;                    /* history: page size */
+    int think_ms;                 /* history: pause between reply and next request */
     int verbose;
 } opt = {
     .conns = 1000,
@@ -132,6 +145,7 @@ static struct {
     .setup_timeout = 120,
     .drain = 5,
     .connect_timeout = 10000,
+    .limit = 50,
 };
 
 static struct {
@@ -144,6 +158,9 @@ static struct {
     uint64_t last_delivery_ns;
     char first_reject[64];
     char first_death[96];
+    /* history mode */
+    uint64_t h_sent, h_ok, h_rejected, h_in_window, h_bad_page, h_empty, h_msgs;
+    char first_bad_page[128];
 } st;
 
 static struct event_base *base;
@@ -228,7 +245,8 @@ static uint64_t hist_pct(const hist_t *h, double q)
 
 static void launch_more(void);
 static void setup_done(void);
-static void send_one(client_t *cl);
+static void on_send_end(evutil_socket_t fd, short what, void *arg);
+static int send_one(client_t *cl);
 
 static char *make_token(int idx)
 {
@@ -257,7 +275,7 @@ static void send_json(client_t *cl, const char *buf, int n)
 
 static void room_name(int room, char *out, size_t n)
 {
-    if (opt.mode == MODE_FANOUT)
+    if (opt.mode != MODE_ROOMS)
         snprintf(out, n, "%s", opt.room_prefix);
     else
         snprintf(out, n, "%s-%d", opt.room_prefix, room);
@@ -271,7 +289,7 @@ static void setup_step_done(client_t *cl, int ok)
         cl->state = CL_READY;
         st.ready++;
         t_last_ready = mono_ns();
-        if (opt.mode != MODE_IDLE)
+        if (nrooms > 0)
             rooms[cl->room].ready++;
     }
     if (!t_setup_end)
@@ -335,7 +353,7 @@ static void on_close(pl_wsclient_t *ws, void *arg, enum pl_wsclient_end why, int
     case CL_READY:
         st.died++;
         note_death(cl, "ready", why, code);
-        if (opt.mode != MODE_IDLE)
+        if (nrooms > 0)
             rooms[cl->room].ready--;
         break;
     default:
@@ -360,8 +378,12 @@ static void pub_grow(pub_t *p)
     p->cap = cap;
 }
 
-static void send_one(client_t *cl)
+/* Sends the publisher's next message; 0 when the --messages cap is
+ * reached or the connection refused it. */
+static int send_one(client_t *cl)
 {
+    if (opt.messages && st.sent >= opt.messages)
+        return 0;
     pub_t *p = cl->pub;
     pub_grow(p);
     uint64_t ctr = p->n;
@@ -382,11 +404,12 @@ static void send_one(client_t *cl)
                      "{\"op\":\"send\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"text\":\"%s\"}",
                      SEND_ID_BASE + ctr, room, text);
     if (pl_wsclient_send(cl->ws, PL_WS_TEXT, buf, (size_t)n) < 0)
-        return;
+        return 0;
     p->sent_ns[ctr] = now;
     p->n++;
     cl->inflight++;
     st.sent++;
+    return 1;
 }
 
 static void handle_delivery(client_t *cl, const char *s, const char *end)
@@ -450,7 +473,7 @@ static void handle_reply(client_t *cl, json_int_t id, json_t *j)
             pl_wsclient_close(cl->ws, 1000, 2000);
             return;
         }
-        if (opt.mode == MODE_IDLE) {
+        if (opt.mode == MODE_IDLE || opt.mode == MODE_HISTORY) {
             setup_step_done(cl, 1);
             return;
         }
@@ -493,16 +516,155 @@ static void handle_reply(client_t *cl, json_int_t id, json_t *j)
             }
         }
         if (sending && opt.mode == MODE_FANOUT && cl->state == CL_READY)
-            while (cl->inflight < opt.window)
-                send_one(cl);
+            while (cl->inflight < opt.window && send_one(cl))
+                ;
+        /* --messages: the send phase is over once every one is answered */
+        if (sending && opt.messages && st.acked + st.rejected >= opt.messages)
+            on_send_end(-1, 0, NULL);
         return;
     }
     st.unknown++;
 }
 
+/* ---- history mode ---- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Decimal digits at *s (not NUL-terminated: stops at end); -1 if none. */
+static int64_t scan_int(const char **s, const char *end)
+{
+    const char *p = *s;
+    int64_t v = 0;
+    while (p < end && *p >= '0' && *p <= '9' && v < INT64_MAX / 10)
+        v = v * 10 + (*p++ - '0');
+    if (p == *s)
+        return -1;
+    *s = p;
+    return v;
+}
+
+static void send_history(client_t *cl)
+{
+    int64_t before = 0;
+    if (opt.before_hi > 0)
+        before = opt.before_lo + (int64_t)(rng() % (uint64_t)(opt.before_hi - opt.before_lo + 1));
+    char room[96], buf[384];
+    room_name(0, room, sizeof(room));
+    uint64_t id = SEND_ID_BASE + st.h_sent;
+    int n;
+    if (before > 0)
+        n = snprintf(buf, sizeof(buf),
+                     "{\"op\":\"history\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"before\":%" PRId64
+                     ",\"limit\":%d}",
+                     id, room, before, opt.limit);
+    else
+        n = snprintf(buf, sizeof(buf),
+                     "{\"op\":\"history\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"limit\":%d}", id,
+                     room, opt.limit);
+    cl->req_ns = mono_ns();
+    if (pl_wsclient_send(cl->ws, PL_WS_TEXT, buf, (size_t)n) < 0)
+        return;
+    cl->req_before = before;
+    cl->req_id = id;
+    cl->inflight = 1;
+    st.h_sent++;
+}
+
+static void on_think(evutil_socket_t fd, short what, void *arg)
+{
+    client_t *cl = arg;
+    if (sending && cl->state == CL_READY && !cl->inflight)
+        send_history(cl);
+}
+
+/* An ok page must hold min(limit, before - 1) messages (limit without
+ * before), seqs consecutive, the last one before - 1. Each stored event has
+ * exactly one "seq": key (our texts carry no quotes), so scanning for it is
+ * enough; no JSON parse per reply, the generator shares the CPUs. */
+static void check_page(client_t *cl, const char *p, const char *end)
+{
+    static const char key[] = "\"seq\":";
+    int64_t want = opt.limit;
+    if (cl->req_before > 0 && cl->req_before - 1 < want)
+        want = cl->req_before - 1;
+    int64_t k = 0, first = -1, prev = -1;
+    int gap = 0;
+    const char *q = p;
+    while ((q = memmem(q, (size_t)(end - q), key, sizeof(key) - 1)) != NULL) {
+        q += sizeof(key) - 1;
+        int64_t seq = scan_int(&q, end);
+        if (k == 0)
+            first = seq;
+        else if (seq != prev + 1)
+            gap = 1;
+        prev = seq;
+        k++;
+    }
+    st.h_msgs += (uint64_t)k;
+    if (k == want && !gap && (cl->req_before <= 0 || prev == cl->req_before - 1))
+        return;
+    st.h_bad_page++;
+    if (k == 0)
+        st.h_empty++;
+    if (!st.first_bad_page[0])
+        snprintf(st.first_bad_page, sizeof(st.first_bad_page),
+                 "before=%" PRId64 ":got_%" PRId64 "_of_%" PRId64 "_seq_%" PRId64 "..%" PRId64 "%s",
+                 cl->req_before, k, want, first, prev, gap ? "_gap" : "");
+}
+
+static void on_history_reply(client_t *cl, const char *p, size_t n)
+{
+    const char *end = p + n, *q = p + 6;
+    int64_t id = n > 6 && memcmp(p, "{\"id\":", 6) == 0 ? scan_int(&q, end) : -1;
+    if (!cl->inflight || id < 0 || (uint64_t)id != cl->req_id) {
+        st.unknown++;
+        return;
+    }
+    uint64_t now = mono_ns();
+    cl->inflight = 0;
+    static const char ok[] = ",\"ok\":true,";
+    if ((size_t)(end - q) > sizeof(ok) - 1 && memcmp(q, ok, sizeof(ok) - 1) == 0) {
+        st.h_ok++;
+        hist_add(&lat_hist, (now - cl->req_ns) / 1000);
+        check_page(cl, q, end);
+    } else {
+        st.h_rejected++;
+        if (!st.first_reject[0]) {
+            json_t *j = json_loadb(p, n, 0, NULL);
+            const char *err = j ? json_string_value(json_object_get(j, "error")) : NULL;
+            snprintf(st.first_reject, sizeof(st.first_reject), "%s", err ? err : "?");
+            json_decref(j);
+        }
+    }
+    if (sending)
+        st.h_in_window++;
+    if (!sending || cl->state != CL_READY)
+        return;
+    if (opt.think_ms > 0) {
+        if (!cl->think_ev)
+            cl->think_ev = evtimer_new(base, on_think, cl);
+        struct timeval tv = {opt.think_ms / 1000, (opt.think_ms % 1000) * 1000};
+        evtimer_add(cl->think_ev, &tv);
+    } else {
+        send_history(cl);
+    }
+}
+
 static void on_message(pl_wsclient_t *ws, void *arg, int opcode, const uint8_t *p, size_t n)
 {
     client_t *cl = arg;
+    if (opt.mode == MODE_HISTORY && cl->state != CL_AUTH) {
+        on_history_reply(cl, (const char *)p, n);
+        return;
+    }
     /* Fast path for deliveries: our texts need no JSON escaping. */
     static const char mark[] = "\"text\":\"PLB:";
     const char *m = memmem(p, n, mark, sizeof(mark) - 1);
@@ -640,8 +802,10 @@ static void on_hold_end(evutil_socket_t fd, short what, void *arg)
 static int settled(void)
 {
     for (int i = 0; i < nclients; i++)
-        if (clients[i].pub && clients[i].inflight > 0 && clients[i].state == CL_READY)
+        if (clients[i].inflight > 0 && clients[i].state == CL_READY)
             return 0;
+    if (opt.mode == MODE_HISTORY)
+        return 1;
     return mono_ns() - st.last_delivery_ns > 300000000u;
 }
 
@@ -692,11 +856,15 @@ static void start_sending(void)
     sending = 1;
     t_send_start = mono_ns();
     st.last_delivery_ns = t_send_start;
-    if (opt.mode == MODE_FANOUT) {
+    if (opt.mode == MODE_HISTORY) {
+        for (int i = 0; i < nclients; i++)
+            if (clients[i].state == CL_READY)
+                send_history(&clients[i]);
+    } else if (opt.mode == MODE_FANOUT) {
         for (int i = 0; i < nclients; i++)
             if (clients[i].pub && clients[i].state == CL_READY)
-                while (clients[i].inflight < opt.window)
-                    send_one(&clients[i]);
+                while (clients[i].inflight < opt.window && send_one(&clients[i]))
+                    ;
     } else {
         tick_ev = event_new(base, -1, EV_PERSIST, on_tick, NULL);
         struct timeval tv = {0, 1000};
@@ -774,8 +942,56 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     _exit(3);
 }
 
+static void report_history(void)
+{
+    uint64_t unanswered = 0;
+    for (int i = 0; i < nclients; i++)
+        unanswered += (uint64_t)clients[i].inflight;
+    double secs = (double)(t_send_end - t_send_start) / 1e9;
+    double rate = secs > 0 ? (double)st.h_in_window / secs : 0;
+    uint64_t errors = st.connect_fail + st.handshake_fail + st.auth_fail + st.setup_fail_other +
+                      st.died + st.protocol_err + st.bad_json + st.h_rejected + unanswered +
+                      st.h_bad_page;
+    char room[96];
+    room_name(0, room, sizeof(room));
+    printf("history: room=%s before=%" PRId64 "..%" PRId64 " limit=%d think=%dms\n", room,
+           opt.before_lo, opt.before_hi, opt.limit, opt.think_ms);
+    printf(
+        "requests=%" PRIu64 " ok=%" PRIu64 " rejected=%" PRIu64 " (first: %s) unanswered=%" PRIu64
+        " bad_pages=%" PRIu64 " (empty %" PRIu64 ", first: %s) messages=%" PRIu64 "\n",
+        st.h_sent, st.h_ok, st.h_rejected, st.first_reject[0] ? st.first_reject : "-", unanswered,
+        st.h_bad_page, st.h_empty, st.first_bad_page[0] ? st.first_bad_page : "-", st.h_msgs);
+    printf("latency request->ok reply: p50=%.3fms p90=%.3fms p99=%.3fms p99.9=%.3fms max=%.3fms; "
+           "%.0f replies/s over the %.1f s window\n",
+           hist_pct(&lat_hist, 0.5) / 1e3, hist_pct(&lat_hist, 0.9) / 1e3,
+           hist_pct(&lat_hist, 0.99) / 1e3, hist_pct(&lat_hist, 0.999) / 1e3, lat_hist.max / 1e3,
+           rate, secs);
+    printf("errors=%" PRIu64 " died=%" PRIu64 " protocol=%" PRIu64 " bad_json=%" PRIu64
+           " unknown=%" PRIu64 " first_death=%s\n",
+           errors, st.died, st.protocol_err, st.bad_json, st.unknown,
+           st.first_death[0] ? st.first_death : "-");
+    printf("RESULT mode=history conns=%d ready=%" PRIu64 " before_lo=%" PRId64 " before_hi=%" PRId64
+           " limit=%d think_ms=%d requests=%" PRIu64 " ok=%" PRIu64 " rejected=%" PRIu64
+           " unanswered=%" PRIu64 " bad_pages=%" PRIu64 " empty_pages=%" PRIu64 " req_per_s=%.0f"
+           " lat_p50_us=%" PRIu64 " lat_p90_us=%" PRIu64 " lat_p99_us=%" PRIu64
+           " lat_p999_us=%" PRIu64 " lat_max_us=%" PRIu64 " errors=%" PRIu64 " died=%" PRIu64
+           " send_window_s=%.3f gen_cpu_s=%.2f\n",
+           nclients, st.ready, opt.before_lo, opt.before_hi, opt.limit, opt.think_ms, st.h_sent,
+           st.h_ok, st.h_rejected, unanswered, st.h_bad_page, st.h_empty, rate,
+           hist_pct(&lat_hist, 0.5), hist_pct(&lat_hist, 0.9), hist_pct(&lat_hist, 0.99),
+           hist_pct(&lat_hist, 0.999), lat_hist.max, errors, st.died, secs, self_cpu_s());
+    fflush(stdout);
+    if (errors)
+        exit_code = 1;
+    close_all();
+}
+
 static void report_and_close(void)
 {
+    if (opt.mode == MODE_HISTORY) {
+        report_history();
+        return;
+    }
     uint64_t expected = 0, loss = 0, dup = 0, unacked_deliv = 0, unacked = 0;
     for (int i = 0; i < nclients; i++) {
         pub_t *p = clients[i].pub;
@@ -890,9 +1106,10 @@ static void usage(FILE *f)
                "  idle     open -n connections, hold them --hold seconds\n"
                "  fanout   --members in one room, --publishers send with --window each\n"
                "  rooms    --rooms x --per-room members, --rate messages/s in total\n"
+               "  history  -n readers (100) ask for history pages of one room in a closed loop\n"
                "options:\n"
                "  -u, --url LIST         comma-separated ws://IP:PORT/PATH (round-robin)\n"
-               "  -n, --connections N    idle: connections (default 1000)\n"
+               "  -n, --connections N    idle: connections (1000); history: readers (100)\n"
                "      --inflight N       concurrent handshakes incl. auth/join (500)\n"
                "      --hold S           idle: seconds to hold (10)\n"
                "      --auth             idle: authenticate after the upgrade\n"
@@ -911,6 +1128,12 @@ static void usage(FILE *f)
                "      --setup-timeout S  give up waiting for setup (120)\n"
                "      --drain S          max seconds to wait for acks/deliveries (5)\n"
                "      --start-delay S    chat modes: wait S seconds after setup before sending\n"
+               "      --messages N       fanout: stop after N sends in total (then drain)\n"
+               "      --room R           fanout, history: the room (same as --room-prefix)\n"
+               "      --before LO[:HI]   history: before drawn uniformly from [LO, HI]\n"
+               "                         (default: none, the newest page)\n"
+               "      --limit L          history: page size, 1-100 (50)\n"
+               "      --think MS         history: pause after each reply (0)\n"
                "  -v, --verbose          log every connection end on stderr\n");
 }
 
@@ -951,6 +1174,11 @@ int main(int argc, char **argv)
         {"setup-timeout", required_argument, NULL, 'T'},
         {"drain", required_argument, NULL, 'D'},
         {"start-delay", required_argument, NULL, 'W'},
+        {"messages", required_argument, NULL, 'M'},
+        {"room", required_argument, NULL, 'P'},
+        {"before", required_argument, NULL, 'b'},
+        {"limit", required_argument, NULL, 'l'},
+        {"think", required_argument, NULL, 'K'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -965,7 +1193,10 @@ int main(int argc, char **argv)
         opt.mode = MODE_FANOUT;
     else if (strcmp(argv[1], "rooms") == 0)
         opt.mode = MODE_ROOMS;
-    else {
+    else if (strcmp(argv[1], "history") == 0) {
+        opt.mode = MODE_HISTORY;
+        opt.conns = 100;
+    } else {
         usage(stderr);
         return 2;
     }
@@ -1035,6 +1266,26 @@ int main(int argc, char **argv)
         case 'W':
             opt.start_delay = atoi(optarg);
             break;
+        case 'M':
+            opt.messages = strtoull(optarg, NULL, 10);
+            break;
+        case 'b': {
+            char *e;
+            opt.before_lo = opt.before_hi = strtoll(optarg, &e, 10);
+            if (*e == ':')
+                opt.before_hi = strtoll(e + 1, &e, 10);
+            if (*e || opt.before_lo < 1 || opt.before_hi < opt.before_lo) {
+                fprintf(stderr, "parley-load: --before wants LO[:HI], 1 <= LO <= HI\n");
+                return 2;
+            }
+            break;
+        }
+        case 'l':
+            opt.limit = atoi(optarg);
+            break;
+        case 'K':
+            opt.think_ms = atoi(optarg);
+            break;
         case 'v':
             opt.verbose = 1;
             break;
@@ -1052,12 +1303,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (opt.inflight < 1 || opt.window < 1 || opt.duration < 1 || opt.src_ips < 0 ||
-        opt.src_ips > 65000 || opt.size < 0 || opt.size > 4000) {
+        opt.src_ips > 65000 || opt.size < 0 || opt.size > 4000 || opt.limit < 1 ||
+        opt.limit > 100 || opt.think_ms < 0) {
         fprintf(stderr, "parley-load: option out of range\n");
         return 2;
     }
 
-    if (opt.mode == MODE_IDLE) {
+    if (opt.mode == MODE_IDLE || opt.mode == MODE_HISTORY) {
         nclients = opt.conns;
     } else if (opt.mode == MODE_FANOUT) {
         nclients = opt.members;
@@ -1100,7 +1352,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nclients; i++) {
         client_t *cl = &clients[i];
         cl->idx = i;
-        if (opt.mode == MODE_IDLE)
+        if (opt.mode == MODE_IDLE || opt.mode == MODE_HISTORY)
             continue;
         int per = opt.mode == MODE_FANOUT ? opt.members : opt.per_room;
         cl->room = i / per;
@@ -1123,6 +1375,7 @@ int main(int argc, char **argv)
            nclients, opt.ntargets, opt.inflight);
     fflush(stdout);
     t_setup_start = mono_ns();
+    rng_state ^= t_setup_start ^ ((uint64_t)getpid() << 32);
     launch_more();
     event_base_dispatch(base);
     return exit_code;
