@@ -183,6 +183,7 @@ static enum loop_rc process(worker_t *wk, pl_arch_batch_t *b)
     uint8_t *status = pl_xmalloc(n ? n : 1);
     pl_arch_dead_t *dead = pl_xmalloc((n ? n : 1) * sizeof(*dead));
     pl_arch_bytes_t *ids = pl_xmalloc((n ? n : 1) * sizeof(*ids));
+    pl_arch_mark_t *marks = pl_xmalloc((n ? n : 1) * sizeof(*marks));
     size_t nrows = 0, ndead = 0;
     enum loop_rc rc = LOOP_OK;
 
@@ -268,12 +269,16 @@ static enum loop_rc process(worker_t *wk, pl_arch_batch_t *b)
                      (unsigned long long)res.conflicts);
     }
 
-    /* Committed: now, and only now, acknowledge. */
+    /* Committed: now, and only now, raise the rooms' archived markers (so
+     * gateways may trim these from Redis), then acknowledge. A failure
+     * redoes both; raising a marker twice is harmless. */
+    size_t nmarks = pl_arch_marks(rows, status, nrows, marks);
     uint64_t delay = BACKOFF_MIN_MS;
     for (;;) {
         if (!pl_reader_connected(wk->acker) && connect_backoff(wk->acker) < 0)
             goto unacked;
-        if (pl_reader_ack(wk->acker, ids, n, dead, ndead) == 0)
+        if (pl_reader_mark_archived(wk->acker, marks, nmarks) == 0 &&
+            pl_reader_ack(wk->acker, ids, n, dead, ndead) == 0)
             break;
         reader_failed(wk->acker, "ack");
         if (nap(delay) < 0)
@@ -293,6 +298,7 @@ out:
     free(status);
     free(dead);
     free(ids);
+    free(marks);
     return rc;
 }
 

@@ -548,6 +548,134 @@ int pl_reader_ack(pl_reader_t *r, const pl_arch_bytes_t *ids, size_t n, const pl
     return 0;
 }
 
+/* ---- the archived marker (docs/protocol.md 3.4) ---------------------- */
+
+static int mark_cmp(const void *a, const void *b)
+{
+    const pl_arch_mark_t *x = a, *y = b;
+    size_t n = x->room.n < y->room.n ? x->room.n : y->room.n;
+    int c = memcmp(x->room.p, y->room.p, n);
+    if (c == 0 && x->room.n != y->room.n)
+        c = x->room.n < y->room.n ? -1 : 1;
+    if (c == 0)
+        c = x->lo < y->lo ? -1 : x->lo > y->lo;
+    return c;
+}
+
+static int same_room(const pl_arch_mark_t *x, const pl_arch_mark_t *y)
+{
+    return x->room.n == y->room.n && memcmp(x->room.p, y->room.p, x->room.n) == 0;
+}
+
+size_t pl_arch_marks(const pl_arch_row_t *rows, const uint8_t *status, size_t n,
+                     pl_arch_mark_t *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (status[i] == ROW_STORED || status[i] == ROW_CONFLICT)
+            out[k++] = (pl_arch_mark_t){rows[i].room, rows[i].seq, rows[i].seq};
+    if (k == 0)
+        return 0;
+    qsort(out, k, sizeof(*out), mark_cmp);
+    size_t m = 0;
+    for (size_t i = 1; i < k; i++) {
+        if (same_room(&out[m], &out[i]) && out[i].lo <= out[m].hi + 1) {
+            if (out[i].hi > out[m].hi)
+                out[m].hi = out[i].hi;
+        } else {
+            out[++m] = out[i];
+        }
+    }
+    return m + 1;
+}
+
+/* KEYS: marker, runs. ARGV: lo1, hi1, lo2, hi2, ... (sorted by lo). Only
+ * ever raises the marker, and only over seqs all in MySQL. SET KEEPTTL:
+ * the gateway's send script gives the marker the room's TTL. */
+static const char mark_lua[] =
+    "local k, rk = KEYS[1], KEYS[2]\n"
+    "local cur = redis.call('GET', k)\n"
+    "local a = tonumber(cur or '')\n"
+    "if a == nil then a = tonumber(ARGV[1]) - 1 end\n"
+    "local start = a\n"
+    "for i = 1, #ARGV, 2 do\n"
+    "  local lo, hi = tonumber(ARGV[i]), tonumber(ARGV[i + 1])\n"
+    "  if lo <= a + 1 then\n"
+    "    if hi > a then a = hi end\n"
+    "  else\n"
+    "    redis.call('ZADD', rk, lo, ARGV[i] .. '-' .. ARGV[i + 1])\n"
+    "    redis.call('PEXPIRE', rk, 604800000)\n"
+    "  end\n"
+    "end\n"
+    "while true do\n"
+    "  local r = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')\n"
+    "  if #r == 0 or tonumber(r[2]) > a + 1 then break end\n"
+    "  local hi = tonumber(string.match(r[1], '-(%d+)$'))\n"
+    "  if hi and hi > a then a = hi end\n"
+    "  redis.call('ZREM', rk, r[1])\n"
+    "end\n"
+    "if cur == nil or a > start then\n"
+    "  redis.call('SET', k, string.format('%d', a), 'KEEPTTL')\n"
+    "end\n"
+    "return a\n";
+
+int pl_reader_mark_archived(pl_reader_t *r, const pl_arch_mark_t *marks, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (r->ctl == NULL) {
+        snprintf(r->err, sizeof(r->err), "mark: not connected");
+        return -1;
+    }
+    size_t pipelined = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && same_room(&marks[i], &marks[j]))
+            j++;
+        size_t argc = 5 + 2 * (j - i);
+        const char **argv = pl_xmalloc(argc * sizeof(*argv));
+        size_t *lens = pl_xmalloc(argc * sizeof(*lens));
+        char *nums = pl_xmalloc((j - i) * 2 * 24);
+        char k1[PL_ARCH_ROOM_MAX_CHARS * 4 + 64], k2[PL_ARCH_ROOM_MAX_CHARS * 4 + 64];
+        int room_n = (int)marks[i].room.n;
+        snprintf(k1, sizeof(k1), "parley:{%.*s}:archived", room_n, marks[i].room.p);
+        snprintf(k2, sizeof(k2), "parley:{%.*s}:archived:runs", room_n, marks[i].room.p);
+        size_t a = 0;
+        argv[a] = "EVAL", lens[a++] = 4;
+        argv[a] = mark_lua, lens[a++] = sizeof(mark_lua) - 1;
+        argv[a] = "2", lens[a++] = 1;
+        argv[a] = k1, lens[a++] = strlen(k1);
+        argv[a] = k2, lens[a++] = strlen(k2);
+        for (size_t m = i; m < j; m++) {
+            char *lo = nums + (m - i) * 48, *hi = lo + 24;
+            snprintf(lo, 24, "%llu", (unsigned long long)marks[m].lo);
+            snprintf(hi, 24, "%llu", (unsigned long long)marks[m].hi);
+            argv[a] = lo, lens[a++] = strlen(lo);
+            argv[a] = hi, lens[a++] = strlen(hi);
+        }
+        int rc = redisAppendCommandArgv(r->ctl, (int)a, argv, lens);
+        free(argv);
+        free(lens);
+        free(nums);
+        if (rc != REDIS_OK)
+            return fail(r, r->ctl, NULL, "archived marker");
+        pipelined++;
+        i = j;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < pipelined; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(r->ctl, (void **)&rep) != REDIS_OK || rep == NULL)
+            return fail(r, r->ctl, NULL, "archived marker");
+        if (rep->type == REDIS_REPLY_ERROR && rc == 0)
+            rc = fail(r, r->ctl, rep, "archived marker");
+        freeReplyObject(rep);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Looks up key in a flat [k, v, k, v...] array reply. */
 static const redisReply *kv(const redisReply *arr, const char *key)
 {

@@ -109,6 +109,30 @@ typedef struct pl_arch_dead {
 int pl_reader_ack(pl_reader_t *r, const pl_arch_bytes_t *ids, size_t n, const pl_arch_dead_t *dead,
                   size_t ndead);
 
+/* A room's run of consecutive seqs [lo, hi] now in MySQL; room aliases the
+ * batch's row. */
+typedef struct pl_arch_mark {
+    pl_arch_bytes_t room;
+    uint64_t lo, hi;
+} pl_arch_mark_t;
+
+/* Pure: the runs of rows[0..n) that are in MySQL after a commit (status
+ * ROW_STORED, or ROW_CONFLICT: the key is taken, by another message),
+ * sorted by room, then seq; consecutive seqs of a room merge into one run.
+ * out must have room for n. Returns the number of runs. */
+size_t pl_arch_marks(const pl_arch_row_t *rows, const uint8_t *status, size_t n,
+                     pl_arch_mark_t *out);
+
+/* Raises each room's archived marker, "parley:{<room>}:archived", to the
+ * highest seq below which every seq is in MySQL, with one script per room
+ * (pipelined on the control connection). Runs that do not join the marker
+ * yet (a batch committed by another writer before an older one) wait in
+ * "parley:{<room>}:archived:runs" until the gap closes. A missing marker
+ * is taken as lo - 1 of the room's lowest run (the gateway creates it when
+ * it creates the seq key, so that only happens for rooms older than it).
+ * Call after COMMIT and before the XACK. Returns 0 or -1. */
+int pl_reader_mark_archived(pl_reader_t *r, const pl_arch_mark_t *marks, size_t n);
+
 /* Computes the smallest ID any group on the stream may still need (the
  * oldest pending entry, or the one after the last delivered) and XTRIMs
  * MINID to it; fills *st. Returns entries trimmed, or -1. */

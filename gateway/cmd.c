@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "bus.h"
 #include "conn.h"
+#include "db.h"
 #include "envelope.h"
 #include "history.h"
 #include "log.h"
@@ -30,6 +31,7 @@
 #include "worker.h"
 #include "ws.h"
 
+#include <assert.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -95,7 +97,9 @@ int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
 {
     memset(cmd, 0, sizeof(*cmd));
     json_error_t jerr;
-    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* \u0000 is valid JSON and allowed in text (kept with its length);
+     * names and ids are checked for embedded NULs where they are read */
+    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     cmd->root = o;
     if (o == NULL)
         return fail(cmd, "bad_request", "malformed JSON");
@@ -109,7 +113,7 @@ int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
         cmd->id = json_integer_value(id);
     }
     json_t *op = json_object_get(o, "op");
-    if (!json_is_string(op))
+    if (!json_is_string(op) || strlen(json_string_value(op)) != json_string_length(op))
         return fail(cmd, "bad_request", "op must be a string");
     int k = -1;
     for (size_t i = 0; i < PL_ARRAY_LEN(op_names); i++)
@@ -122,7 +126,7 @@ int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
     switch (cmd->op) {
     case OP_AUTH: {
         json_t *t = json_object_get(o, "token");
-        if (!json_is_string(t))
+        if (!json_is_string(t) || strlen(json_string_value(t)) != json_string_length(t))
             return fail(cmd, "bad_request", "token must be a string");
         cmd->token = json_string_value(t);
         return 0;
@@ -214,6 +218,8 @@ typedef struct proto {
     uint64_t room_gen;     /* incarnation counter for rooms (stale fetch replies) */
     pl_map_t dms;          /* "<user>|<dm room>" -> dmstream_t: DM order per local user */
     struct event *refetch; /* retries room fetches that failed (Redis LOADING, lost link) */
+    pl_db_t *db;           /* MySQL pool (older history, seq floor); NULL = mysql_url off */
+    pl_map_t sends;        /* room -> sendorder_t: sends whose seq may need the floor */
 } proto_t;
 
 typedef struct session {
@@ -252,6 +258,8 @@ typedef struct req {
     size_t text_len;
     char *cid;
     char msg_id[33];
+    int probe;         /* send: issued with an unknown floor, counted in sendorder inflight */
+    struct req *snext; /* send: on a sendorder queue */
 } req_t;
 
 static proto_t *proto_of(pl_conn_t *c)
@@ -1100,8 +1108,11 @@ static void join_ready(proto_t *p, req_t *q)
         json_t *o = ok_obj(q->has_id, q->id);
         json_object_set_new(o, "room", json_string(q->room));
         json_object_set_new(o, "seq", json_integer(head));
+        /* a since ahead of the room means its state was lost (Redis lost
+         * its data); the room continues above the old seqs, but what the
+         * client missed cannot be told: not recovered */
         if (q->has_since)
-            json_object_set_new(o, "recovered", json_true());
+            json_object_set_new(o, "recovered", json_boolean(q->since == head));
         send_json(s, o);
         release_member(m);
         req_free(q);
@@ -1218,73 +1229,199 @@ static void send_reply(req_t *q, const char *res)
     send_json(q->s, o);
 }
 
-static void on_floor(void *arg, int status, int64_t floor)
+/* ---- Seq floor and send order. When the send script finds no seq key
+ * for a room it answers noseq, and the floor (the room's highest seq ever,
+ * from MySQL) must be looked up before the send is re-run with it. Sends
+ * of the room issued before that re-run come back noseq too, and sends
+ * issued after it would overtake them. So per room this worker keeps a
+ * sendorder_t: once a noseq is seen the room is blocked: sends coming back
+ * noseq queue in `probes` (reply order = issue order), new sends queue in
+ * `held`; when the floor is known and no probe is in flight any more, both
+ * are re-run in that order on the one command connection, so Redis
+ * assigns seqs in arrival order. */
+
+typedef struct sendorder {
+    char room[PL_ROOM_MAX + 1];
+    int inflight; /* sends issued with an unknown floor, reply pending */
+    int blocked;  /* a noseq was seen: queue every send until the flush */
+    int looking;  /* the floor lookup is in flight */
+    int floor_ok; /* the floor is known (floor) */
+    int64_t floor;
+    req_t *probes, **probes_tail; /* came back noseq, in reply order */
+    req_t *held, **held_tail;     /* arrived while blocked */
+} sendorder_t;
+
+static sendorder_t *order_get(proto_t *p, const char *room, int create)
 {
-    req_t *q = arg;
-    if (status < 0) {
-        req_error(q, "unavailable", "archive unavailable");
-        req_free(q);
+    sendorder_t *o = pl_map_get(&p->sends, room);
+    if (o == NULL && create) {
+        o = pl_xcalloc(1, sizeof(*o));
+        snprintf(o->room, sizeof(o->room), "%s", room);
+        o->probes_tail = &o->probes;
+        o->held_tail = &o->held;
+        pl_map_put(&p->sends, o->room, o);
+    }
+    return o;
+}
+
+static void order_push(req_t ***tail, req_t *q)
+{
+    q->snext = NULL;
+    **tail = q;
+    *tail = &q->snext;
+}
+
+/* Unlinks o and returns its queued sends, probes first. A probe still in
+ * flight keeps being counted, on a fresh entry. */
+static req_t *order_take(proto_t *p, sendorder_t *o)
+{
+    *o->probes_tail = o->held;
+    req_t *q = o->probes;
+    int inflight = o->inflight;
+    pl_map_del(&p->sends, o->room);
+    if (inflight > 0)
+        order_get(p, o->room, 1)->inflight = inflight;
+    free(o);
+    return q;
+}
+
+/* Releases o when nothing waits on it any more; re-runs its queue once the
+ * floor is known and no probe is out. Call last: o may go. */
+static void order_settle(proto_t *p, sendorder_t *o)
+{
+    if (o->inflight > 0 || o->looking)
+        return;
+    if (!o->blocked) {
+        pl_map_del(&p->sends, o->room);
+        free(o);
         return;
     }
+    if (!o->floor_ok)
+        return;
     char buf[32];
-    snprintf(buf, sizeof(buf), "%" PRId64, floor);
-    run_send(q->s->p, q, buf);
+    snprintf(buf, sizeof(buf), "%" PRId64, o->floor);
+    for (req_t *q = order_take(p, o); q;) {
+        req_t *next = q->snext;
+        q->snext = NULL;
+        run_send(p, q, buf);
+        q = next;
+    }
+}
+
+typedef struct floorreq {
+    proto_t *p;
+    char room[PL_ROOM_MAX + 1];
+} floorreq_t;
+
+static void on_floor(void *arg, int status, int64_t floor)
+{
+    floorreq_t *f = arg;
+    proto_t *p = f->p;
+    sendorder_t *o = order_get(p, f->room, 0);
+    free(f);
+    assert(o != NULL && o->looking);
+    o->looking = 0;
+    if (status < 0) {
+        /* no seq may be assigned without the floor: refuse what waits; the
+         * room unblocks and the next noseq asks again */
+        for (req_t *q = order_take(p, o); q;) {
+            req_t *next = q->snext;
+            q->snext = NULL;
+            req_error(q, "unavailable", "archive unavailable");
+            req_free(q);
+            q = next;
+        }
+        return;
+    }
+    o->floor_ok = 1;
+    o->floor = floor;
+    order_settle(p, o);
+}
+
+/* The worker's best knowledge of the room's highest seq (floor hint). */
+static int64_t floor_hint(req_t *q)
+{
+    pl_room_t *room = pl_room_get(&q->s->p->rooms, q->room);
+    int64_t hint = 0;
+    if (room)
+        hint = room->last_seq > room->max_acked ? room->last_seq : room->max_acked;
+    if (q->dm && q->s->c) {
+        dmstream_t *d = dm_stream(q->s->p, q->s->auth.user, q->room);
+        if (d && d->last > hint)
+            hint = d->last;
+        if (d && d->acked > hint)
+            hint = d->acked;
+    }
+    return hint;
+}
+
+/* A send came back noseq: queue it and look the floor up once per room. */
+static void send_noseq(proto_t *p, req_t *q)
+{
+    sendorder_t *o = order_get(p, q->room, 1);
+    order_push(&o->probes_tail, q);
+    if (o->blocked) {
+        order_settle(p, o); /* o may go */
+        return;
+    }
+    o->blocked = 1;
+    o->looking = 1;
+    floorreq_t *f = pl_xcalloc(1, sizeof(*f));
+    f->p = p;
+    snprintf(f->room, sizeof(f->room), "%s", q->room);
+    /* may call on_floor at once (no MySQL): nothing may use o after this */
+    pl_history_seq_floor(p->db, q->room, floor_hint(q), on_floor, f);
 }
 
 static void on_send(void *arg, redisReply *r)
 {
     req_t *q = arg;
+    proto_t *p = q->s->p;
+    sendorder_t *o = NULL;
+    if (q->probe) {
+        q->probe = 0;
+        o = order_get(p, q->room, 0);
+        assert(o != NULL && o->inflight > 0);
+        o->inflight--;
+    }
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "noseq") == 0) {
+        send_noseq(p, q); /* settles o */
+        return;
+    }
     if (r == NULL) {
         req_error(q, "unavailable", "redis unavailable");
         req_free(q);
-        return;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
+    } else if (r->type == REDIS_REPLY_ERROR) {
         count(m_redis_errors, 1);
         pl_log_error("send script failed\troom=%s error=\"%s\"", q->room, r->str);
         req_error(q, "unavailable", "redis error");
         req_free(q);
-        return;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+               r->element[0]->type == REDIS_REPLY_STRING &&
+               (strcmp(r->element[0]->str, "ok") == 0 || strcmp(r->element[0]->str, "dup") == 0) &&
+               r->element[1]->type == REDIS_REPLY_STRING) {
+        if (r->element[0]->str[0] == 'o')
+            count(m_messages, 1);
+        send_reply(q, r->element[1]->str);
+        req_free(q);
+    } else {
+        req_error(q, "unavailable", "unexpected reply from redis");
+        req_free(q);
     }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        r->element[0]->type == REDIS_REPLY_STRING) {
-        const char *st = r->element[0]->str;
-        if (strcmp(st, "noseq") == 0) {
-            pl_room_t *room = pl_room_get(&q->s->p->rooms, q->room);
-            int64_t hint = 0;
-            if (room)
-                hint = room->last_seq > room->max_acked ? room->last_seq : room->max_acked;
-            if (q->dm) {
-                dmstream_t *d = dm_stream(q->s->p, q->s->auth.user, q->room);
-                if (d && d->last > hint)
-                    hint = d->last;
-                if (d && d->acked > hint)
-                    hint = d->acked;
-            }
-            pl_history_seq_floor(q->room, hint, on_floor, q);
-            return;
-        }
-        if ((strcmp(st, "ok") == 0 || strcmp(st, "dup") == 0) && r->elements >= 2 &&
-            r->element[1]->type == REDIS_REPLY_STRING) {
-            if (st[0] == 'o')
-                count(m_messages, 1);
-            send_reply(q, r->element[1]->str);
-            req_free(q);
-            return;
-        }
-    }
-    req_error(q, "unavailable", "unexpected reply from redis");
-    req_free(q);
+    if (o)
+        order_settle(p, o);
 }
 
 static void run_send(proto_t *p, req_t *q, const char *floor)
 {
     session_t *s = q->s;
-    char kseq[PL_KEY_MAX], krecent[PL_KEY_MAX], kcid[PL_KEY_MAX];
+    char kseq[PL_KEY_MAX], krecent[PL_KEY_MAX], kcid[PL_KEY_MAX], karch[PL_KEY_MAX];
     pl_key_room(kseq, q->room, "seq");
     pl_key_room(krecent, q->room, "recent");
     pl_key_cid(kcid, q->room, s->auth.user, q->cid ? q->cid : "");
-    const char *keys[] = {kseq, krecent, kcid, PL_KEY_ARCHIVE};
+    pl_key_room(karch, q->room, "archived");
+    const char *keys[] = {kseq, krecent, kcid, PL_KEY_ARCHIVE, karch};
 
     char keep[24], ttl[24], worker[16], conn[24], ch1[PL_KEY_MAX], ch2[PL_KEY_MAX];
     snprintf(keep, sizeof(keep), "%" PRId64, p->w->cfg->history_recent);
@@ -1308,6 +1445,7 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
     args[SEND_WORKER] = worker;
     args[SEND_CONN] = conn;
     args[SEND_USE_CID] = q->cid ? "1" : "0";
+    args[SEND_MYSQL] = p->db ? "1" : "0";
     int nargs = SEND_NARGS;
     if (q->dm) {
         pl_key_user(ch1, q->peer_a);
@@ -1321,12 +1459,18 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
     for (int i = 0; i < nargs; i++)
         lens[i] = strlen(args[i]);
     lens[SEND_TEXT] = q->text_len;
-    int rc = pl_script_call(p->bus, PL_SCRIPT_SEND, 4, keys, nargs, args, lens, on_send, q);
+    int rc = pl_script_call(p->bus, PL_SCRIPT_SEND, 5, keys, nargs, args, lens, on_send, q);
     free(rj);
     free(tj);
     if (rc < 0) {
         req_error(q, "unavailable", "redis unavailable");
         req_free(q);
+        return;
+    }
+    if (floor[0] == '\0') {
+        /* may come back noseq: counted until its reply */
+        q->probe = 1;
+        order_get(p, q->room, 1)->inflight++;
     }
 }
 
@@ -1351,6 +1495,11 @@ static void start_send(proto_t *p, session_t *s, const pl_cmd_t *cmd, const char
     uint8_t rnd[16];
     pl_random_bytes(rnd, sizeof(rnd));
     pl_hex(rnd, sizeof(rnd), q->msg_id);
+    sendorder_t *o = order_get(p, q->room, 0);
+    if (o && o->blocked) {
+        order_push(&o->held_tail, q); /* keeps arrival order (see sendorder_t) */
+        return;
+    }
     run_send(p, q, "");
 }
 
@@ -1412,6 +1561,14 @@ static void history_reply(req_t *q, pl_history_page_t *older, int more)
     free(rj);
 }
 
+/* The oldest seq a reply holds (0 when empty). */
+static int64_t oldest_seq(const pl_history_page_t *older, const pl_history_page_t *recent)
+{
+    if (older && older->n > 0)
+        return older->v[0].seq;
+    return recent->n > 0 ? recent->v[0].seq : 0;
+}
+
 static void on_history_older(void *arg, int status, pl_history_page_t *page)
 {
     req_t *q = arg;
@@ -1420,8 +1577,18 @@ static void on_history_older(void *arg, int status, pl_history_page_t *page)
         req_free(q);
         return;
     }
-    /* a full older part may have even older ones behind it */
-    history_reply(q, page, page->more || page->n >= (size_t)(q->limit - (int)q->recent.n));
+    if (!pl_history_contiguous(page, &q->recent)) {
+        /* never a page with a hole (see history.c for why this should not
+         * happen: messages lost before they were archived, or a bug) */
+        pl_log_error("history hole between mysql and redis, refused\troom=%s mysql_newest=%" PRId64
+                     " redis_oldest=%" PRId64,
+                     q->room, page->v[page->n - 1].seq, q->recent.v[0].seq);
+        req_error(q, "unavailable", "archive not contiguous with recent history");
+        req_free(q);
+        return;
+    }
+    /* a full older part may have even older ones behind it; seqs start at 1 */
+    history_reply(q, page, page->more && oldest_seq(page, &q->recent) > 1);
     req_free(q);
 }
 
@@ -1438,11 +1605,15 @@ static void on_history(void *arg, int status, pl_history_page_t *page)
     memset(page, 0, sizeof(*page));
     int64_t older_before;
     int older_limit;
+    proto_t *p = q->s->p;
     if (pl_history_older_needed(&q->recent, q->before, q->limit, &older_before, &older_limit)) {
-        pl_history_older(q->room, older_before, older_limit, on_history_older, q);
+        pl_history_older(p->db, q->room, older_before, older_limit, on_history_older, q);
         return;
     }
-    history_reply(q, NULL, q->recent.more);
+    /* a full Redis page: with MySQL, older ones exist below it unless it
+     * reached seq 1 */
+    int more = q->recent.more || (p->db && oldest_seq(NULL, &q->recent) > 1);
+    history_reply(q, NULL, more);
     req_free(q);
 }
 
@@ -1653,6 +1824,9 @@ int pl_proto_worker_start(struct pl_worker *w)
         free(p);
         return -1;
     }
+    pl_map_init(&p->sends);
+    p->db = w->cfg->mysql_url[0] ? pl_db_new(w->base, w->cfg->mysql_url, (int)w->cfg->mysql_pool)
+                                 : NULL;
     p->refetch = evtimer_new(w->base, on_refetch, p);
     p->beat = event_new(w->base, -1, EV_PERSIST, on_beat, p);
     struct timeval tv = {PRESENCE_BEAT_MS / 1000, 0};
@@ -1674,7 +1848,17 @@ void pl_proto_worker_stop(struct pl_worker *w)
     event_free(p->beat);
     event_free(p->refetch);
     p->refetch = NULL;
+    /* pending floor and history lookups end with PL_DB_ECLOSED (failing
+     * their sends/requests), then Redis callbacks run with NULL */
+    pl_db_free(p->db);
+    p->db = NULL;
     pl_bus_free(p->bus); /* pending callbacks run with NULL and free their requests */
+    {
+        size_t k;
+        for (pl_map_entry_t *e = pl_map_first(&p->sends, &k); e; e = pl_map_next(&p->sends, e, &k))
+            free(e->val); /* only counters can be left: every queued send was answered */
+        pl_map_clear(&p->sends);
+    }
     pl_rooms_free(&p->rooms);
     size_t i;
     for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i)) {

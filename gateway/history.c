@@ -1,10 +1,26 @@
 /*
- * History reads from Redis and the seam to the archive (see history.h).
+ * History reads from Redis and the older part from MySQL (see history.h).
+ *
+ * Why a page read from Redis first, then MySQL below the oldest Redis seq,
+ * has no hole even while the archiver is behind: the archiver raises
+ * parley:{room}:archived only after COMMIT, and only over a contiguous
+ * prefix of seqs (every seq <= archived is in MySQL). With MySQL on, the
+ * send script trims the recent zset only below min(seq - history_recent,
+ * archived), so Redis always holds a contiguous suffix of the room that
+ * includes every seq > archived. When Redis returns less than a page with
+ * oldest seq L, everything below L is therefore <= archived, i.e. in
+ * MySQL. A trim between our Redis read and our MySQL read only removes
+ * rows <= archived, which were committed before the marker moved, so the
+ * MySQL read sees them. pl_history_contiguous() checks the join anyway
+ * and the caller answers unavailable rather than a page with a hole.
  */
 #include "history.h"
+#include "auth.h"
+#include "log.h"
 #include "util.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,17 +157,141 @@ int pl_history_older_needed(const pl_history_page_t *page, int64_t before, int l
     return 1;
 }
 
-void pl_history_older(const char *room, int64_t before, int limit, pl_history_fn cb, void *arg)
+/* A JSON string literal (with quotes) for s, malloc'd; NULL when s is not
+ * valid UTF-8. Same encoder as the gateway's pre-escaped script args. */
+static char *literal(const char *s, size_t n)
 {
-    (void)room;
-    (void)before;
-    (void)limit;
-    pl_history_page_t page = {0};
-    cb(arg, 0, &page);
+    json_t *j = json_stringn(s, n);
+    if (j == NULL)
+        return NULL;
+    char *out = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(j);
+    return out;
 }
 
-void pl_history_seq_floor(const char *room, int64_t hint, pl_floor_fn cb, void *arg)
+char *pl_history_event_json(const char *room, size_t room_len, int64_t seq, const char *msg_id,
+                            size_t msg_id_len, const char *from, size_t from_len,
+                            const char *text, size_t text_len, int64_t ts, size_t *len)
 {
-    (void)room;
-    cb(arg, 0, hint > 0 ? hint : 0);
+    char *rj = literal(room, room_len), *mj = literal(msg_id, msg_id_len);
+    char *fj = literal(from, from_len), *tj = literal(text, text_len);
+    char *out = NULL;
+    if (rj && mj && fj && tj) {
+        size_t cap = strlen(rj) + strlen(mj) + strlen(fj) + strlen(tj) + 128;
+        out = pl_xmalloc(cap);
+        int n = snprintf(out, cap,
+                         "{\"ev\":\"msg\",\"room\":%s,\"seq\":%" PRId64
+                         ",\"msg_id\":%s,\"from\":%s,\"text\":%s,\"ts\":%" PRId64 "}",
+                         rj, seq, mj, fj, tj, ts);
+        *len = (size_t)n;
+    }
+    free(rj);
+    free(mj);
+    free(fj);
+    free(tj);
+    return out;
+}
+
+int pl_history_contiguous(const pl_history_page_t *older, const pl_history_page_t *recent)
+{
+    if (older == NULL || older->n == 0 || recent == NULL || recent->n == 0)
+        return 1;
+    return older->v[older->n - 1].seq + 1 == recent->v[0].seq;
+}
+
+typedef struct oreq {
+    pl_history_fn cb;
+    void *arg;
+    char room[PL_ROOM_MAX + 1];
+    int limit;
+} oreq_t;
+
+static void on_db_history(void *arg, int status, const pl_db_row_t *rows, size_t n)
+{
+    oreq_t *o = arg;
+    pl_history_page_t page = {0};
+    if (status < 0) {
+        pl_log_warn("mysql history failed\troom=%s status=%s", o->room, pl_db_status_name(status));
+        o->cb(o->arg, -1, &page);
+        free(o);
+        return;
+    }
+    page.v = pl_xcalloc(n + 1, sizeof(*page.v));
+    for (size_t i = 0; i < n; i++) {
+        const pl_db_row_t *r = &rows[i];
+        size_t len;
+        char *json = pl_history_event_json(o->room, strlen(o->room), (int64_t)r->seq, r->msg_id,
+                                           r->msg_id_len, r->sender, r->sender_len, r->text,
+                                           r->text_len, (int64_t)r->ts_ms, &len);
+        if (json == NULL) {
+            pl_log_error("archived message is not valid UTF-8\troom=%s seq=%" PRIu64, o->room,
+                         r->seq);
+            pl_history_page_free(&page);
+            o->cb(o->arg, -1, &page);
+            free(o);
+            return;
+        }
+        page.v[page.n].seq = (int64_t)r->seq;
+        page.v[page.n].json = json;
+        page.v[page.n].len = len;
+        page.n++;
+    }
+    page.more = n >= (size_t)o->limit;
+    o->cb(o->arg, 0, &page);
+    pl_history_page_free(&page);
+    free(o);
+}
+
+void pl_history_older(pl_db_t *db, const char *room, int64_t before, int limit, pl_history_fn cb,
+                      void *arg)
+{
+    if (db == NULL) {
+        pl_history_page_t page = {0};
+        cb(arg, 0, &page);
+        return;
+    }
+    oreq_t *o = pl_xcalloc(1, sizeof(*o));
+    o->cb = cb;
+    o->arg = arg;
+    o->limit = limit;
+    snprintf(o->room, sizeof(o->room), "%s", room);
+    uint64_t b = before > 0 ? (uint64_t)before : (uint64_t)INT64_MAX;
+    (void)pl_db_history(db, room, strlen(room), b, (unsigned)limit, on_db_history, o);
+}
+
+typedef struct freq {
+    pl_floor_fn cb;
+    void *arg;
+    int64_t hint;
+    char room[PL_ROOM_MAX + 1];
+} freq_t;
+
+static void on_db_max_seq(void *arg, int status, uint64_t max_seq)
+{
+    freq_t *f = arg;
+    if (status < 0) {
+        pl_log_warn("mysql max(seq) failed, send refused\troom=%s status=%s", f->room,
+                    pl_db_status_name(status));
+        f->cb(f->arg, -1, 0);
+    } else {
+        int64_t m = (int64_t)max_seq;
+        f->cb(f->arg, 0, m > f->hint ? m : f->hint);
+    }
+    free(f);
+}
+
+void pl_history_seq_floor(pl_db_t *db, const char *room, int64_t hint, pl_floor_fn cb, void *arg)
+{
+    if (hint < 0)
+        hint = 0;
+    if (db == NULL) {
+        cb(arg, 0, hint);
+        return;
+    }
+    freq_t *f = pl_xcalloc(1, sizeof(*f));
+    f->cb = cb;
+    f->arg = arg;
+    f->hint = hint;
+    snprintf(f->room, sizeof(f->room), "%s", room);
+    (void)pl_db_max_seq(db, room, strlen(room), on_db_max_seq, f);
 }

@@ -1,14 +1,16 @@
 /*
  * Message history: the recent part lives in Redis (the room's zset of
- * event JSON scored by seq, trimmed to history_recent); older pages will
- * come from MySQL (another module). This file owns the Redis reads and
- * the seam where the MySQL part plugs in:
+ * event JSON scored by seq); older pages come from MySQL through the
+ * worker's non-blocking pool (db.h) when mysql_url is set. This file owns
+ * the Redis reads and the MySQL part:
  *
  *   pl_history_older_needed()  pure: given the Redis page and the request,
  *                              is an older part needed and which range
- *   pl_history_older()         fetch that older part (today: nothing)
- *   pl_history_seq_floor()     a room's last archived seq when its Redis
- *                              seq key is gone (today: 0)
+ *   pl_history_older()         fetch that older part from MySQL
+ *   pl_history_seq_floor()     a room's highest seq ever assigned when its
+ *                              Redis seq key is gone (MAX(seq) in MySQL)
+ *   pl_history_contiguous()    pure: does the MySQL part end right below
+ *                              the Redis part (the no-hole safety net)
  *
  * Key names for every room key are built here too (docs/protocol.md).
  */
@@ -19,6 +21,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "db.h"
 
 #define PL_KEY_MAX 512
 
@@ -41,7 +44,7 @@ typedef struct pl_hmsg {
 typedef struct pl_history_page {
     pl_hmsg_t *v;
     size_t n;
-    int more; /* older messages exist beyond this page (in Redis) */
+    int more; /* older messages exist beyond this page (Redis: in Redis; MySQL: page full) */
 } pl_history_page_t;
 
 /* status 0 = page filled (possibly empty); -1 = Redis unavailable. The
@@ -66,21 +69,40 @@ int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upt
 int pl_history_older_needed(const pl_history_page_t *page, int64_t before, int limit,
                             int64_t *older_before, int *older_limit);
 
-/* Fetches the older part from the archive. TODAY (no MySQL): calls cb at
- * once with an empty page. The MySQL engineer replaces the body with an
- * async query: SELECT ... WHERE room=? AND seq<? ORDER BY seq DESC LIMIT ?
- * (delivering oldest first). */
-void pl_history_older(const char *room, int64_t before, int limit, pl_history_fn cb, void *arg);
+/* Fetches the older part from MySQL: the newest limit messages with
+ * seq < before (before <= 0 or INT64_MAX: no bound), oldest first, each
+ * rebuilt as the exact event JSON the send script stores. cb gets status
+ * 0 and the page (page->more when it is full, i.e. older ones may exist),
+ * or -1 when MySQL failed. Without a db (mysql_url empty) cb is called at
+ * once with an empty page. With a db cb is always called later, from the
+ * loop (or from pl_db_free with -1). */
+void pl_history_older(pl_db_t *db, const char *room, int64_t before, int limit, pl_history_fn cb,
+                      void *arg);
+
+/* Builds one stored msg event exactly as the send script does:
+ * {"ev":"msg","room":R,"seq":N,"msg_id":M,"from":F,"text":T,"ts":TS}
+ * with R, M, F, T as jansson JSON string literals. Returns a malloc'd
+ * NUL-terminated string and its length in *len, or NULL when a string is
+ * not valid UTF-8. */
+char *pl_history_event_json(const char *room, size_t room_len, int64_t seq, const char *msg_id,
+                            size_t msg_id_len, const char *from, size_t from_len,
+                            const char *text, size_t text_len, int64_t ts, size_t *len);
+
+/* The safety net, pure: the Redis part recent (oldest first) and the MySQL
+ * part older (oldest first) must join without a hole. Returns 1 when they
+ * do (or when either is empty), 0 when the newest MySQL seq + 1 is not the
+ * oldest Redis seq. */
+int pl_history_contiguous(const pl_history_page_t *older, const pl_history_page_t *recent);
 
 /* The room's highest seq ever assigned, asked for when its Redis seq key
  * is gone (expired after history_ttl, or Redis lost its data); the send
  * script then continues from it. hint is the highest seq this worker has
- * delivered for the room (0 if none). TODAY (no MySQL): cb(arg, 0, hint)
- * at once, i.e. a room nobody here has seen starts again at 1. The MySQL
- * engineer replaces the body with an async SELECT MAX(seq) for the room
- * and answers max(hint, that) (status -1 when unavailable). */
+ * delivered or got acknowledged for the room (0 if none). With a db:
+ * SELECT MAX(seq) for the room, then cb(arg, 0, max(hint, that)) from the
+ * loop, or cb(arg, -1, 0) when MySQL failed (the send must then fail: a
+ * room never restarts at 1). Without a db: cb(arg, 0, hint) at once. */
 typedef void (*pl_floor_fn)(void *arg, int status, int64_t floor);
-void pl_history_seq_floor(const char *room, int64_t hint, pl_floor_fn cb, void *arg);
+void pl_history_seq_floor(pl_db_t *db, const char *room, int64_t hint, pl_floor_fn cb, void *arg);
 
 /* Frees a page's messages (for callers that build pages). */
 void pl_history_page_free(pl_history_page_t *page);

@@ -5,7 +5,9 @@
  * caller for a floor when the seq key is missing), build the event JSON
  * from pre-escaped pieces, keep it in the recent zset, archive it in the
  * stream, publish the msgpack envelope, remember the cid. Because it all
- * runs in one script, publish order is seq order.
+ * runs in one script, publish order is seq order. With MySQL on, the
+ * recent zset is trimmed only below min(seq - keep, archived) so that no
+ * message the archiver has not committed leaves Redis (history.c).
  *
  * presence: heartbeat members "user|node|worker" in a zset scored by
  * expiry; expired members are pruned on every call and announced as
@@ -20,7 +22,8 @@
 #include <string.h>
 
 static const char send_lua[] =
-    "local seqk, recent, cidk, archive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+    "local seqk, recent, cidk, archive, archk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
+    "local mysql = ARGV[14] == '1'\n"
     "if ARGV[13] == '1' then\n"
     "  local prev = redis.call('GET', cidk)\n"
     "  if prev then return {'dup', prev} end\n"
@@ -28,6 +31,7 @@ static const char send_lua[] =
     "if redis.call('EXISTS', seqk) == 0 then\n"
     "  if ARGV[1] == '' then return {'noseq'} end\n"
     "  redis.call('SET', seqk, ARGV[1], 'NX')\n"
+    "  if mysql then redis.call('SET', archk, ARGV[1], 'NX') end\n"
     "end\n"
     "local seq = redis.call('INCR', seqk)\n"
     "local t = redis.call('TIME')\n"
@@ -38,14 +42,22 @@ static const char send_lua[] =
     "',\"msg_id\":\"' .. ARGV[4] .. '\",\"from\":\"' .. ARGV[5] .. '\",\"text\":' .. ARGV[7] .. "
     "',\"ts\":' .. tss .. '}'\n"
     "redis.call('ZADD', recent, seqs, json)\n"
-    "redis.call('ZREMRANGEBYRANK', recent, 0, -(tonumber(ARGV[8]) + 1))\n"
+    "if mysql then\n"
+    "  local cut = seq - tonumber(ARGV[8])\n"
+    "  local a = tonumber(redis.call('GET', archk) or '0') or 0\n"
+    "  if a < cut then cut = a end\n"
+    "  if cut >= 1 then redis.call('ZREMRANGEBYSCORE', recent, '-inf', string.format('%d', cut)) end\n"
+    "  redis.call('PEXPIRE', archk, ARGV[9])\n"
+    "else\n"
+    "  redis.call('ZREMRANGEBYRANK', recent, 0, -(tonumber(ARGV[8]) + 1))\n"
+    "end\n"
     "redis.call('PEXPIRE', seqk, ARGV[9])\n"
     "redis.call('PEXPIRE', recent, ARGV[9])\n"
     "redis.call('XADD', archive, '*', 'room', ARGV[2], 'seq', seqs, 'msg_id', ARGV[4], "
     "'from', ARGV[5], 'text', ARGV[6], 'ts', tss)\n"
     "local env = cmsgpack.pack({1, 'msg', ARGV[2], ARGV[10], tonumber(ARGV[11]), "
     "tonumber(ARGV[12]), seq, json})\n"
-    "for i = 14, #ARGV do redis.call('PUBLISH', ARGV[i], env) end\n"
+    "for i = 15, #ARGV do redis.call('PUBLISH', ARGV[i], env) end\n"
     "local res = seqs .. ' ' .. tss .. ' ' .. ARGV[4]\n"
     "if ARGV[13] == '1' then redis.call('SET', cidk, res, 'PX', 300000) end\n"
     "return {'ok', res}\n";

@@ -30,6 +30,7 @@ enum send_arg {
     SEND_WORKER,    /* origin worker index */
     SEND_CONN,      /* origin connection id */
     SEND_USE_CID,   /* "1" when KEYS[3] is a client message id key */
+    SEND_MYSQL,     /* "1": MySQL on, trim only archived messages (KEYS[5] = archived) */
     SEND_NARGS      /* channels to publish to follow */
 };
 

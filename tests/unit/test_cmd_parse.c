@@ -8,6 +8,7 @@
 #include "history.h"
 #include "unit.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int parse(const char *s, pl_cmd_t *c)
@@ -198,5 +199,45 @@ static void test_history_seam(void)
     CU_ASSERT_STRING_EQUAL(key, "parley:{lobby}:cid:bob:c1");
 }
 
+/* \u0000 in text is kept with its length; NUL in names and ids is refused. */
+static void test_nul(void)
+{
+    pl_cmd_t c;
+    CU_ASSERT_EQUAL(parse("{\"op\":\"send\",\"id\":1,\"room\":\"r\",\"text\":\"a\\u0000b\"}", &c), 0);
+    CU_ASSERT_EQUAL(c.text_len, 3);
+    CU_ASSERT(c.text && memcmp(c.text, "a\0b", 3) == 0);
+    pl_cmd_free(&c);
+    expect_error("{\"op\":\"send\",\"room\":\"r\\u0000x\",\"text\":\"a\"}", "bad_request");
+    expect_error("{\"op\":\"send\\u0000x\",\"room\":\"r\",\"text\":\"a\"}", "bad_request");
+    expect_error("{\"op\":\"auth\",\"token\":\"a\\u0000b\"}", "bad_request");
+    expect_error("{\"op\":\"send\",\"room\":\"r\",\"text\":\"a\",\"cid\":\"c\\u0000\"}",
+                 "bad_request");
+}
+
+/* The MySQL part of a page: events rebuilt exactly like the send script's,
+ * and the no-hole check between the MySQL and the Redis part. */
+static void test_history_mysql_part(void)
+{
+    size_t n = 0;
+    char *j = pl_history_event_json("lobby", 5, 42, "0123", 4, "alice", 5, "q\"\\\n\0e", 6,
+                                    1764100000123, &n);
+    const char *want = "{\"ev\":\"msg\",\"room\":\"lobby\",\"seq\":42,\"msg_id\":\"0123\","
+                       "\"from\":\"alice\",\"text\":\"q\\\"\\\\\\n\\u0000e\",\"ts\":1764100000123}";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_STRING_EQUAL(j, want);
+    CU_ASSERT_EQUAL(n, strlen(want));
+    free(j);
+    CU_ASSERT_PTR_NULL(pl_history_event_json("r", 1, 1, "m", 1, "a", 1, "\xff", 1, 1, &n));
+
+    pl_hmsg_t a[2] = {{3, NULL, 0}, {4, NULL, 0}}, b[2] = {{5, NULL, 0}, {6, NULL, 0}};
+    pl_hmsg_t c[1] = {{6, NULL, 0}};
+    pl_history_page_t older = {a, 2, 0}, recent = {b, 2, 0}, gap = {c, 1, 0}, none = {NULL, 0, 0};
+    CU_ASSERT_EQUAL(pl_history_contiguous(&older, &recent), 1);
+    CU_ASSERT_EQUAL(pl_history_contiguous(&older, &gap), 0);
+    CU_ASSERT_EQUAL(pl_history_contiguous(&none, &recent), 1);
+    CU_ASSERT_EQUAL(pl_history_contiguous(&older, &none), 1);
+}
+
 PL_UNIT_SUITE(cmd_parse, PL_TEST(test_valid), PL_TEST(test_bad_request), PL_TEST(test_too_large),
-              PL_TEST(test_rooms_and_claims), PL_TEST(test_history_seam))
+              PL_TEST(test_rooms_and_claims), PL_TEST(test_history_seam), PL_TEST(test_nul),
+              PL_TEST(test_history_mysql_part))
