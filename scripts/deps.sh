@@ -15,9 +15,13 @@ PACKAGES=(
   python3 python3-pytest python3-websockets
   # sanitizers, fuzzing, lint
   clang libclang-rt-14-dev cppcheck clang-tidy
+  # browser test of the demo page (tests/e2e: playwright-core drives this chromium)
+  chromium fonts-liberation
   # misc tools the scripts use
   procps curl git ca-certificates
 )
+# Node.js runs the browser test; machines that ship their own node keep it.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

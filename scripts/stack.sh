@@ -202,12 +202,18 @@ key = open(sys.argv[2]).read().strip().encode()
 print(f"{h}.{p}.{b(hmac.new(key, f'{h}.{p}'.encode(), hashlib.sha256).digest())}")
 PYEOF
 }
+ALICE=$(mktoken alice)
+BOB=$(mktoken bob)
 {
   echo "WebSocket:  ws://127.0.0.1:$GW_PORT/ws"
   echo "health:     http://127.0.0.1:$GW_PORT/healthz"
-  [ -z "$DEMO_URL" ] || echo "demo page:  $DEMO_URL"
-  echo "token for alice: $(mktoken alice)"
-  echo "token for bob:   $(mktoken bob)"
+  if [ -n "$DEMO_URL" ]; then
+    # The page reads the WebSocket URL and the token from the fragment.
+    echo "open the demo as alice: $DEMO_URL#ws=ws://127.0.0.1:$GW_PORT/ws&token=$ALICE"
+    echo "and as bob:             $DEMO_URL#ws=ws://127.0.0.1:$GW_PORT/ws&token=$BOB"
+  fi
+  echo "token for alice: $ALICE"
+  echo "token for bob:   $BOB"
   echo "logs:       .run/logs/    stop: Ctrl-C here, or scripts/stack.sh stop"
 } > "$RUN/urls"
 echo

@@ -81,7 +81,13 @@ configure_in() {  # DIR FLAGS...
 
 unit_in() {  # DIR
   # Direct, not via make check, so CUnit's Run Summary reaches the log.
-  make -C "$1" -j"$JOBS" tests/unit/run-unit && (cd "$1" && ./tests/unit/run-unit)
+  # dbcheck is the driver test_db_pool.py runs: build it with the runner.
+  make -C "$1" -j"$JOBS" tests/unit/run-unit tests/dbcheck/dbcheck && (cd "$1" && ./tests/unit/run-unit)
+}
+
+e2e_deps() {  # playwright-core for the browser test, pinned by package-lock.json
+  [ tests/e2e/node_modules/.package-lock.json -nt tests/e2e/package-lock.json ] ||
+    npm ci --prefix tests/e2e --no-audit --no-fund
 }
 
 integration_in() {  # DIR (no __pycache__: it would end up in the dist tarball)
@@ -104,6 +110,7 @@ if [ -x configure ]; then
   if [ -f build/Makefile ] && stage build make -C build -j"$JOBS"; then
     stage unit unit_in build
     stage lint make -C build lint
+    stage e2e-deps e2e_deps
     stage integration integration_in build
   else
     skip unit "build failed"; skip lint "build failed"; skip integration "build failed"
