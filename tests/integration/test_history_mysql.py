@@ -232,3 +232,26 @@ async def test_pipelined_sends_into_new_room_keep_order_with_mysql(gateway, arch
 
 async def test_pipelined_sends_into_new_room_keep_order_without_mysql(gateway, fresh_redis):
     await order_case(gateway(redis_url=fresh_redis.url, **FAST))
+
+
+def test_archived_marker_only_covers_contiguous_committed_seqs(archiver, fresh_redis,
+                                                               fresh_database):
+    """Batches may commit out of order (several writers): the marker must
+    never pass a seq that is not in MySQL yet."""
+    import archutil as au
+    db = fresh_database
+    archiver.ok("migrate", mysql_url=db.url)
+    room = uniq("mark")
+    marker, runs = f"parley:{{{room}}}:archived", f"parley:{{{room}}}:archived:runs"
+    fresh_redis.cli("SET", marker, "0")  # as the gateway creates it with the room's seq key
+    au.xadd_many(fresh_redis, "parley:archive", [au.entry(room, s) for s in (3, 4, 6)])
+    drain(archiver, fresh_redis, db)
+    assert fresh_redis.cli("GET", marker).strip() == "0"
+    assert fresh_redis.cli("ZRANGE", runs, "0", "-1").split() == ["3-4", "6-6"]
+    au.xadd_many(fresh_redis, "parley:archive", [au.entry(room, s) for s in (1, 2)])
+    drain(archiver, fresh_redis, db)
+    assert fresh_redis.cli("GET", marker).strip() == "4"
+    au.xadd_many(fresh_redis, "parley:archive", [au.entry(room, 5)])
+    drain(archiver, fresh_redis, db)
+    assert fresh_redis.cli("GET", marker).strip() == "6"
+    assert fresh_redis.cli("EXISTS", runs).strip() == "0"

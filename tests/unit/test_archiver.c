@@ -363,6 +363,24 @@ static void test_classify(void)
     CU_ASSERT_EQUAL(st[3], ROW_STORED);
 }
 
+/* Runs for the archived marker: stored and conflicting rows count (their
+ * key is in MySQL), missing ones do not; per room, consecutive seqs merge. */
+static void test_archived_marks(void)
+{
+    pl_arch_row_t rows[7] = {mkrow("b", 7, "x"), mkrow("a", 2, "x"), mkrow("a", 1, "x"),
+                             mkrow("a", 3, "x"), mkrow("a", 5, "x"), mkrow("b", 8, "x"),
+                             mkrow("a", 6, "x")};
+    uint8_t st[7] = {ROW_STORED, ROW_STORED,   ROW_STORED, ROW_CONFLICT,
+                     ROW_STORED, ROW_MISSING,  ROW_STORED};
+    pl_arch_mark_t m[7];
+    size_t n = pl_arch_marks(rows, st, 7, m);
+    CU_ASSERT_EQUAL_FATAL(n, 3);
+    CU_ASSERT(m[0].room.n == 1 && m[0].room.p[0] == 'a' && m[0].lo == 1 && m[0].hi == 3);
+    CU_ASSERT(m[1].room.n == 1 && m[1].room.p[0] == 'a' && m[1].lo == 5 && m[1].hi == 6);
+    CU_ASSERT(m[2].room.n == 1 && m[2].room.p[0] == 'b' && m[2].lo == 7 && m[2].hi == 7);
+    CU_ASSERT_EQUAL(pl_arch_marks(rows, st, 0, m), 0);
+}
+
 /* ---- migrations ---- */
 
 static void test_migration_names(void)
@@ -477,5 +495,6 @@ PL_UNIT_SUITE(archiver, PL_TEST(test_mysql_url_tcp), PL_TEST(test_mysql_url_sock
               PL_TEST(test_row_parse_ok), PL_TEST(test_row_parse_bad), PL_TEST(test_utf8),
               PL_TEST(test_format_ts), PL_TEST(test_build_insert_escapes),
               PL_TEST(test_build_insert_splits), PL_TEST(test_classify),
+              PL_TEST(test_archived_marks),
               PL_TEST(test_migration_names), PL_TEST(test_migrate_scan), PL_TEST(test_options),
               PL_TEST(test_metrics_render))
