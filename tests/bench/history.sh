@@ -18,7 +18,11 @@
 #   tests/bench/history.sh [--runs R] [--duration S] [--readers N]
 #                          [--messages M] [--recent K] [--think MS]
 #                          [--only redis|mysql] [--build-dir DIR]
+#                          [--commit LABEL] [--perf PREFIX]
 #
+# --commit labels the output when SRC is not a git checkout (a `git
+# archive` of the commit measured). --perf records the gateway workers with
+# `perf record -g` during the first run of each source into PREFIX.<source>.
 # Loopback only, bounded in time, everything started is stopped on exit.
 # The readers share the machine's 2 CPUs with the gateway and both servers.
 set -euo pipefail
@@ -34,6 +38,8 @@ LIMIT=50
 THINK=0
 TEXT=64
 ONLY=
+COMMIT=
+PERF=
 while [ $# -gt 0 ]; do
     case "$1" in
     --runs) RUNS=$2; shift 2 ;;
@@ -44,7 +50,9 @@ while [ $# -gt 0 ]; do
     --think) THINK=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     --build-dir) BUILD=$2; shift 2 ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    --commit) COMMIT=$2; shift 2 ;;
+    --perf) PERF=$2; shift 2 ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "history.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -93,7 +101,7 @@ GW_PID=$!
 wait_healthz "$PORT" || { echo "history.sh: gateway did not come up" >&2; cat "$TMP/gateway.log" >&2; exit 1; }
 URL=ws://127.0.0.1:$PORT/ws
 
-COMMIT=$(cd "$SRC" && git rev-parse --short HEAD 2>/dev/null || echo '?')
+[ -n "$COMMIT" ] || COMMIT=$(cd "$SRC" && git rev-parse --short HEAD 2>/dev/null || echo '?')
 echo "history.sh: commit $COMMIT, redis :$REDIS_PORT, mariadb :$MYSQL_PORT, gateway :$PORT" \
     "(2 workers, history_recent $RECENT), room $ROOM"
 
@@ -130,6 +138,12 @@ run_one() {
         -d "$DURATION" --room "$ROOM" --before "$before" --limit "$LIMIT" --think "$THINK" \
         >"$TMP/$src.out" 2>"$TMP/$src.err" &
     LOAD_PID=$!
+    if [ -n "$PERF" ] && [ "$run" = 1 ]; then
+        sleep 1
+        perf record -q -F 499 -g -o "$PERF.$src" \
+            -p "$(gw_pids "$GW_PID" | tail -n +2 | paste -sd,)" -- sleep $((DURATION - 2)) \
+            >/dev/null 2>&1 || echo "history.sh: perf record failed" >&2
+    fi
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
     g1=$(cpu_ticks $(gw_pids "$GW_PID"))
@@ -177,6 +191,7 @@ for src in "${SOURCES[@]}"; do
     p99=$(med lat_p99_us)
     verdict=FAIL
     awk -v p="$p99" -v t="$target" 'BEGIN {exit !(p < t)}' && verdict=PASS
+    [ "$(med errors)" = 0 ] || verdict=INVALID_ERRORS
     echo "HISTORY_RESULT source=$src commit=$COMMIT runs=$RUNS readers=$READERS think_ms=$THINK" \
         "limit=$LIMIT replies_per_s=$(med req_per_s) lat_p50_us=$(med lat_p50_us)" \
         "lat_p90_us=$(med lat_p90_us) lat_p99_us=$p99 lat_max_us=$(med lat_max_us)" \

@@ -585,6 +585,19 @@ static void on_think(evutil_socket_t fd, short what, void *arg)
         send_history(cl);
 }
 
+/* Schedules the reader's next request after a think time drawn uniformly
+ * from [0, 2 x --think) (mean --think), the first one from [0, --think).
+ * Fixed pauses would keep the readers in step: all N requests would arrive
+ * together every --think ms and queue behind each other. */
+static void think(client_t *cl, int first)
+{
+    uint64_t us = rng() % ((uint64_t)opt.think_ms * (first ? 1000 : 2000));
+    if (!cl->think_ev)
+        cl->think_ev = evtimer_new(base, on_think, cl);
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    evtimer_add(cl->think_ev, &tv);
+}
+
 /* An ok page must hold min(limit, before - 1) messages (limit without
  * before), seqs consecutive, the last one before - 1. Each stored event has
  * exactly one "seq": key (our texts carry no quotes), so scanning for it is
@@ -648,14 +661,10 @@ static void on_history_reply(client_t *cl, const char *p, size_t n)
         st.h_in_window++;
     if (!sending || cl->state != CL_READY)
         return;
-    if (opt.think_ms > 0) {
-        if (!cl->think_ev)
-            cl->think_ev = evtimer_new(base, on_think, cl);
-        struct timeval tv = {opt.think_ms / 1000, (opt.think_ms % 1000) * 1000};
-        evtimer_add(cl->think_ev, &tv);
-    } else {
+    if (opt.think_ms > 0)
+        think(cl, 0);
+    else
         send_history(cl);
-    }
 }
 
 static void on_message(pl_wsclient_t *ws, void *arg, int opcode, const uint8_t *p, size_t n)
@@ -858,8 +867,12 @@ static void start_sending(void)
     st.last_delivery_ns = t_send_start;
     if (opt.mode == MODE_HISTORY) {
         for (int i = 0; i < nclients; i++)
-            if (clients[i].state == CL_READY)
-                send_history(&clients[i]);
+            if (clients[i].state == CL_READY) {
+                if (opt.think_ms > 0)
+                    think(&clients[i], 1);
+                else
+                    send_history(&clients[i]);
+            }
     } else if (opt.mode == MODE_FANOUT) {
         for (int i = 0; i < nclients; i++)
             if (clients[i].pub && clients[i].state == CL_READY)
@@ -1133,7 +1146,8 @@ static void usage(FILE *f)
                "      --before LO[:HI]   history: before drawn uniformly from [LO, HI]\n"
                "                         (default: none, the newest page)\n"
                "      --limit L          history: page size, 1-100 (50)\n"
-               "      --think MS         history: pause after each reply (0)\n"
+               "      --think MS         history: pause after each reply, uniform in\n"
+               "                         [0, 2 MS) (0: none, a closed loop)\n"
                "  -v, --verbose          log every connection end on stderr\n");
 }
 
