@@ -4,12 +4,12 @@
 # (2 workers, --mysql-url, --history-recent K, no effective rate limit).
 # One room is filled with M messages through the gateway (parley-load
 # fanout --messages), `parley-archiver drain` copies all of them to MySQL,
-# then `parley-load history` runs twice with N readers, each in a closed
-# loop (one request outstanding) for D seconds, limit 50:
-#   redis  before drawn from the newest K messages, so every page is served
-#          entirely from Redis's recent zset
-#   mysql  before <= (last seq - K + 1), so Redis has nothing below it and
-#          every page comes entirely from MySQL
+# one more message makes the send script trim the recent zset to the newest
+# K, then `parley-load history` runs twice with N readers, each in a closed
+# loop (one request outstanding; --think adds a pause) for D seconds, limit 50:
+#   redis  before drawn so that every page lies in the zset (seqs LOW..LAST)
+#   mysql  before <= LOW, so Redis has nothing below it and every page comes
+#          entirely from MySQL
 # Prints per run: replies/s, p50/p90/p99/max latency, errors (non-ok,
 # unanswered, pages with the wrong messages), gateway / Redis / MariaDB
 # CPU-seconds; with --runs R the medians. Targets: p99 < 2 ms (Redis),
@@ -117,13 +117,26 @@ t1=$(date +%s.%N)
 ROWS=$(mariadb --no-defaults -S "$MYSQL_SOCK" -uroot -N parley_bench \
     -e "SELECT COUNT(*) FROM messages WHERE room='$ROOM'")
 [ "$ROWS" = "$MESSAGES" ] || { echo "history.sh: $ROWS rows in MySQL, want $MESSAGES" >&2; exit 1; }
+# With MySQL the send script trims the recent zset only below
+# min(seq - K, archived marker), and only when it stores a message: the
+# fill ran before the archiver, so the zset still holds everything. One
+# more message, now that all are archived, trims it to the newest K.
+"$LOAD" fanout -u "$URL" -s "$SECRET" -m 1 -p 1 -w 1 --messages 1 -d 10 --room "$ROOM" \
+    --size "$TEXT" >"$TMP/fill1.out" 2>&1 || { cat "$TMP/fill1.out" >&2; exit 1; }
+LAST=$(redis-cli -p "$REDIS_PORT" GET "parley:{$ROOM}:seq")
+KEY="parley:{$ROOM}:recent"
+LOW=$(redis-cli -p "$REDIS_PORT" ZRANGE "$KEY" 0 0 WITHSCORES | tail -n 1)
 echo "filled: $MESSAGES messages in $(field send_window_s "$(grep '^RESULT' "$TMP/fill.out")") s;" \
     "archived $ROWS rows in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s;" \
-    "recent zset holds $(redis-cli -p "$REDIS_PORT" ZCARD "parley:{$ROOM}:recent")"
+    "one more sent: seq $LAST; recent zset holds $(redis-cli -p "$REDIS_PORT" ZCARD "$KEY") (seq $LOW..$LAST)"
+[ "$LOW" -gt $((LIMIT + 1)) ] && [ $((LAST - LOW)) -ge "$LIMIT" ] ||
+    { echo "history.sh: the recent zset was not trimmed as expected" >&2; exit 1; }
 
-# before ranges: Redis holds seqs LAST-RECENT+1 .. LAST.
-REDIS_BEFORE=$((LAST - RECENT + LIMIT + 1)):$((LAST + 1))
-MYSQL_BEFORE=$((LIMIT + 1)):$((LAST - RECENT + 1))
+# before ranges: Redis holds seqs LOW .. LAST; a page of seqs < before
+# lies entirely in it when before - LIMIT >= LOW, entirely below it when
+# before <= LOW.
+REDIS_BEFORE=$((LOW + LIMIT)):$((LAST + 1))
+MYSQL_BEFORE=$((LIMIT + 1)):$LOW
 
 TCK=$(getconf CLK_TCK)
 declare -A ALL
