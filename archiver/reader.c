@@ -590,8 +590,9 @@ size_t pl_arch_marks(const pl_arch_row_t *rows, const uint8_t *status, size_t n,
 }
 
 /* KEYS: marker, runs. ARGV: lo1, hi1, lo2, hi2, ... (sorted by lo). Only
- * ever raises the marker, and only over seqs all in MySQL. SET KEEPTTL:
- * the gateway's send script gives the marker the room's TTL. */
+ * ever raises the marker, and only over seqs all in MySQL. The marker's
+ * TTL (the gateway's send script gives it the room's) is kept; PTTL and
+ * PEXPIRE rather than SET KEEPTTL so that Redis 5 works too. */
 static const char mark_lua[] =
     "local k, rk = KEYS[1], KEYS[2]\n"
     "local cur = redis.call('GET', k)\n"
@@ -615,7 +616,9 @@ static const char mark_lua[] =
     "  redis.call('ZREM', rk, r[1])\n"
     "end\n"
     "if cur == nil or a > start then\n"
-    "  redis.call('SET', k, string.format('%d', a), 'KEEPTTL')\n"
+    "  local ttl = redis.call('PTTL', k)\n"
+    "  redis.call('SET', k, string.format('%d', a))\n"
+    "  if ttl > 0 then redis.call('PEXPIRE', k, ttl) end\n"
     "end\n"
     "return a\n";
 
@@ -662,16 +665,15 @@ int pl_reader_mark_archived(pl_reader_t *r, const pl_arch_mark_t *marks, size_t 
         pipelined++;
         i = j;
     }
-    int rc = 0;
     for (size_t i = 0; i < pipelined; i++) {
         redisReply *rep = NULL;
         if (redisGetReply(r->ctl, (void **)&rep) != REDIS_OK || rep == NULL)
             return fail(r, r->ctl, NULL, "archived marker");
-        if (rep->type == REDIS_REPLY_ERROR && rc == 0)
-            rc = fail(r, r->ctl, rep, "archived marker");
+        /* A script error must not stall archiving: the marker then stays
+         * behind, which only makes gateways keep more in Redis. */
+        if (rep->type == REDIS_REPLY_ERROR)
+            pl_log_error("archived marker not raised\terror=\"%s\"", rep->str);
         freeReplyObject(rep);
-        if (rc < 0)
-            return rc;
     }
     return 0;
 }

@@ -508,6 +508,15 @@ static void on_base(void *arg, redisReply *rep)
     drain_pending(p, r, 0);
 }
 
+/* The local connection a fetched message came from (0: another worker or
+ * node, or unknown), for the same sender exclusion as live delivery. */
+static uint64_t fetched_origin(proto_t *p, const pl_hmsg_t *h)
+{
+    if (h->node && h->worker == p->w->index && strcmp(h->node, p->origin) == 0)
+        return h->conn;
+    return 0;
+}
+
 static void on_catchup(void *arg, int status, pl_history_page_t *page)
 {
     fetch_t *f = arg;
@@ -530,7 +539,7 @@ static void on_catchup(void *arg, int status, pl_history_page_t *page)
                         " to=%" PRId64,
                         r->name, r->last_seq + 1, h->seq - 1);
         pl_frame_t *fr = pl_frame_new(PL_WS_TEXT, h->json, h->len);
-        fanout_msg(r, h->seq, fr, 0);
+        fanout_msg(r, h->seq, fr, fetched_origin(p, h));
         pl_frame_unref(fr);
         r->last_seq = h->seq;
     }
@@ -680,7 +689,7 @@ static void on_dm_fetch(void *arg, int status, pl_history_page_t *page)
     d->fetching = 0;
     for (size_t i = 0; status == 0 && i < page->n; i++) {
         pl_frame_t *f = pl_frame_new(PL_WS_TEXT, page->v[i].json, page->v[i].len);
-        dm_deliver(p, d, page->v[i].seq, f, 0);
+        dm_deliver(p, d, page->v[i].seq, f, fetched_origin(p, &page->v[i]));
         pl_frame_unref(f);
     }
     dm_release(p, d);

@@ -42,11 +42,48 @@ void pl_key_cid(char *buf, const char *room, const char *user, const char *cid)
 
 void pl_history_page_free(pl_history_page_t *page)
 {
-    for (size_t i = 0; i < page->n; i++)
+    for (size_t i = 0; i < page->n; i++) {
         free(page->v[i].json);
+        free(page->v[i].node);
+    }
     free(page->v);
     page->v = NULL;
     page->n = 0;
+}
+
+/* Reads a decimal number ending at ':'; returns the position after it or
+ * NULL. */
+static const char *num(const char *p, const char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *s = p;
+    while (p < end && *p >= '0' && *p <= '9' && p - s < 19)
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    if (p == s || p >= end || *p != ':')
+        return NULL;
+    *out = v;
+    return p + 1;
+}
+
+int pl_history_member_parse(const char *m, size_t n, const char **json, size_t *json_len,
+                            const char **node, size_t *node_len, int *worker, uint64_t *conn)
+{
+    *json = m;
+    *json_len = n;
+    const char *end = m + n, *p = m + 3;
+    uint64_t c, w, nl;
+    if (n < 3 || memcmp(m, "o1:", 3) != 0)
+        return 0;
+    if ((p = num(p, end, &c)) == NULL || (p = num(p, end, &w)) == NULL ||
+        (p = num(p, end, &nl)) == NULL || nl > (uint64_t)(end - p) || w > INT32_MAX)
+        return 0;
+    *node = p;
+    *node_len = (size_t)nl;
+    *worker = (int)w;
+    *conn = c;
+    *json = p + nl;
+    *json_len = (size_t)(end - *json);
+    return 1;
 }
 
 typedef struct hreq {
@@ -72,14 +109,20 @@ static void on_zrange(void *arg, redisReply *r)
             continue;
         pl_hmsg_t *h = &page.v[page.n++];
         h->seq = strtoll(s->str, NULL, 10);
-        h->json = pl_xstrndup(m->str, m->len);
-        h->len = m->len;
+        const char *json, *node = NULL;
+        size_t jl, nl = 0;
+        if (pl_history_member_parse(m->str, m->len, &json, &jl, &node, &nl, &h->worker,
+                                    &h->conn))
+            h->node = pl_xstrndup(node, nl);
+        h->json = pl_xstrndup(json, jl);
+        h->len = jl;
     }
     if (q->limit > 0) {
         /* newest first, one extra to know whether more exist */
         if (page.n > (size_t)q->limit) {
             page.more = 1;
             free(page.v[page.n - 1].json);
+            free(page.v[page.n - 1].node);
             page.n--;
         }
         for (size_t i = 0; i < page.n / 2; i++) {

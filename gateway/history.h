@@ -38,7 +38,20 @@ typedef struct pl_hmsg {
     int64_t seq;
     char *json; /* the stored event, {"ev":"msg",...}, NUL-terminated */
     size_t len;
+    /* origin connection (Redis only; node NULL when unknown): a fetch skips
+     * the sender as live delivery does */
+    char *node; /* "<node_id>.<pid>", NUL-terminated, or NULL */
+    int worker;
+    uint64_t conn;
 } pl_hmsg_t;
+
+/* Splits a recent-zset member "o1:<conn>:<worker>:<node length>:<node>"
+ * followed by the event JSON (or just the JSON, as stored before origins
+ * were kept). Sets *json and *json_len to the event and, when present, the
+ * origin (node points into m, node_len bytes). Returns 1 with an origin,
+ * 0 without. Pure. */
+int pl_history_member_parse(const char *m, size_t n, const char **json, size_t *json_len,
+                            const char **node, size_t *node_len, int *worker, uint64_t *conn);
 
 /* Messages oldest first. */
 typedef struct pl_history_page {

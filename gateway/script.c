@@ -7,7 +7,9 @@
  * stream, publish the msgpack envelope, remember the cid. Because it all
  * runs in one script, publish order is seq order. With MySQL on, the
  * recent zset is trimmed only below min(seq - keep, archived) so that no
- * message the archiver has not committed leaves Redis (history.c).
+ * message the archiver has not committed leaves Redis (history.c). Each
+ * zset member carries its origin connection as a prefix (history.h) so
+ * that a fetch can still skip the sender.
  *
  * presence: heartbeat members "user|node|worker" in a zset scored by
  * expiry; expired members are pruned on every call and announced as
@@ -41,7 +43,8 @@ static const char send_lua[] =
     "local json = '{\"ev\":\"msg\",\"room\":' .. ARGV[3] .. ',\"seq\":' .. seqs .. "
     "',\"msg_id\":\"' .. ARGV[4] .. '\",\"from\":\"' .. ARGV[5] .. '\",\"text\":' .. ARGV[7] .. "
     "',\"ts\":' .. tss .. '}'\n"
-    "redis.call('ZADD', recent, seqs, json)\n"
+    "local origin = 'o1:' .. ARGV[12] .. ':' .. ARGV[11] .. ':' .. #ARGV[10] .. ':' .. ARGV[10]\n"
+    "redis.call('ZADD', recent, seqs, origin .. json)\n"
     "if mysql then\n"
     "  local cut = seq - tonumber(ARGV[8])\n"
     "  local a = tonumber(redis.call('GET', archk) or '0') or 0\n"

@@ -173,7 +173,7 @@ static void test_rooms_and_claims(void)
 
 static void test_history_seam(void)
 {
-    pl_hmsg_t v[3] = {{5, NULL, 0}, {6, NULL, 0}, {7, NULL, 0}};
+    pl_hmsg_t v[3] = {{.seq = 5}, {.seq = 6}, {.seq = 7}};
     pl_history_page_t full = {v, 3, 1}, part = {v, 3, 0}, none = {NULL, 0, 0};
     int64_t ob;
     int ol;
@@ -186,7 +186,7 @@ static void test_history_seam(void)
     CU_ASSERT_EQUAL(ob, 100);
     CU_ASSERT_EQUAL(ol, 10);
     CU_ASSERT_EQUAL(pl_history_older_needed(&none, 1, 10, &ob, &ol), 0);
-    pl_hmsg_t first[1] = {{1, NULL, 0}};
+    pl_hmsg_t first[1] = {{.seq = 1}};
     pl_history_page_t from1 = {first, 1, 0};
     CU_ASSERT_EQUAL(pl_history_older_needed(&from1, 0, 10, &ob, &ol), 0);
 
@@ -229,8 +229,8 @@ static void test_history_mysql_part(void)
     free(j);
     CU_ASSERT_PTR_NULL(pl_history_event_json("r", 1, 1, "m", 1, "a", 1, "\xff", 1, 1, &n));
 
-    pl_hmsg_t a[2] = {{3, NULL, 0}, {4, NULL, 0}}, b[2] = {{5, NULL, 0}, {6, NULL, 0}};
-    pl_hmsg_t c[1] = {{6, NULL, 0}};
+    pl_hmsg_t a[2] = {{.seq = 3}, {.seq = 4}}, b[2] = {{.seq = 5}, {.seq = 6}};
+    pl_hmsg_t c[1] = {{.seq = 6}};
     pl_history_page_t older = {a, 2, 0}, recent = {b, 2, 0}, gap = {c, 1, 0}, none = {NULL, 0, 0};
     CU_ASSERT_EQUAL(pl_history_contiguous(&older, &recent), 1);
     CU_ASSERT_EQUAL(pl_history_contiguous(&older, &gap), 0);
@@ -238,6 +238,27 @@ static void test_history_mysql_part(void)
     CU_ASSERT_EQUAL(pl_history_contiguous(&older, &none), 1);
 }
 
+/* Recent-zset members carry their origin as a prefix; old ones do not. */
+static void test_member_origin(void)
+{
+    const char *json, *node;
+    size_t jl, nl;
+    int w;
+    uint64_t c;
+    const char m1[] = "o1:17:1:8:node-a.9{\"ev\":\"msg\"}";
+    CU_ASSERT_EQUAL(pl_history_member_parse(m1, strlen(m1), &json, &jl, &node, &nl, &w, &c), 1);
+    CU_ASSERT(c == 17 && w == 1 && nl == 8 && memcmp(node, "node-a.9", 8) == 0);
+    CU_ASSERT(jl == 12 && memcmp(json, "{\"ev\":\"msg\"}", 12) == 0);
+    const char m2[] = "{\"ev\":\"msg\"}";
+    CU_ASSERT_EQUAL(pl_history_member_parse(m2, strlen(m2), &json, &jl, &node, &nl, &w, &c), 0);
+    CU_ASSERT(json == m2 && jl == strlen(m2));
+    const char m3[] = "o1:17:1:99:short{}";
+    CU_ASSERT_EQUAL(pl_history_member_parse(m3, strlen(m3), &json, &jl, &node, &nl, &w, &c), 0);
+    CU_ASSERT(json == m3 && jl == strlen(m3));
+    const char m4[] = "o1:x:1:1:n{}";
+    CU_ASSERT_EQUAL(pl_history_member_parse(m4, strlen(m4), &json, &jl, &node, &nl, &w, &c), 0);
+}
+
 PL_UNIT_SUITE(cmd_parse, PL_TEST(test_valid), PL_TEST(test_bad_request), PL_TEST(test_too_large),
               PL_TEST(test_rooms_and_claims), PL_TEST(test_history_seam), PL_TEST(test_nul),
-              PL_TEST(test_history_mysql_part))
+              PL_TEST(test_history_mysql_part), PL_TEST(test_member_origin))
