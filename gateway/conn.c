@@ -37,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -59,7 +61,8 @@ struct pl_conn_private {
     uint64_t head_left;   /* unwritten bytes of the frame (or HTTP head) at the head of out */
     pl_ws_parser_t parser;
     uint64_t last_rx_ms;   /* monotonic time of the peer's last bytes */
-    uint64_t ping_sent_ms; /* monotonic time of our last unanswered ping */
+    uint32_t close_mark;   /* CLOSING: bytes the kernel held for the peer when the close
+                              timer was armed, plus what we wrote since (see closing_arm) */
     int fd;
     uint8_t kind;        /* enum conn_kind */
     unsigned ws : 1;     /* the 101 was queued: out holds WebSocket frames */
@@ -98,6 +101,27 @@ static void timer_arm(pl_conn_t *c, int64_t ms)
 {
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     event_add(&c->priv->ev_timer, &tv);
+}
+
+/* Bytes sent to the peer but not yet acknowledged by it (or not yet sent). */
+static uint32_t kernel_outq(int fd)
+{
+    int n = 0;
+    if (ioctl(fd, SIOCOUTQ, &n) < 0 || n < 0)
+        return 0;
+    return (uint32_t)n;
+}
+
+/* Arms the CLOSING timer. close_timeout bounds the peer's silence, not
+ * the whole close: what we queue last (a reply, a close frame) sits behind
+ * what the kernel already holds for the peer, megabytes for a slow
+ * consumer, so as long as the peer keeps taking bytes (the kernel's queue
+ * shrank by the time the timer fires) the timer is armed again. One that
+ * stopped reading is dropped close_timeout after it last took a byte. */
+static void closing_arm(pl_conn_t *c)
+{
+    c->priv->close_mark = kernel_outq(c->priv->fd);
+    timer_arm(c, c->w->cfg->close_timeout);
 }
 
 /* The only writer of c->state. */
@@ -175,12 +199,21 @@ static void out_trim(pl_conn_t *c)
         event_del(&p->ev_write);
 }
 
+/* A client that stopped reading: its queue is cut back to the frame in
+ * progress and the close frame queued behind it, so what it reads later is
+ * whole frames, then 1013. Writing goes on; once the close frame is in the
+ * kernel the socket is half-closed (linger, see after_flush), which sends
+ * our FIN after the bytes the kernel still holds for the client. A close()
+ * before that would lose the close frame, which is what close_timeout does
+ * to a client that never reads again; an RST (close() with unread input)
+ * would also destroy what the kernel holds, hence the lingering read. */
 static void check_limit(pl_conn_t *c)
 {
     if ((int64_t)c->out_bytes <= c->w->cfg->send_buffer_limit)
         return;
     size_t queued = c->out_bytes;
     out_trim(c);
+    c->priv->linger = 1;
     pl_conn_close(c, PL_WS_CLOSE_TRY_AGAIN, "send buffer over limit\tqueued=%zu", queued);
 }
 
@@ -286,6 +319,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     evbuffer_drain(p->out, (size_t)w);
     c->out_bytes -= (size_t)w;
     c->w->metrics->bytes_out_total += (uint64_t)w;
+    if (c->state == CONN_CLOSING)
+        p->close_mark = w > UINT32_MAX - p->close_mark ? UINT32_MAX : p->close_mark + (uint32_t)w;
     if (evbuffer_get_length(p->out) == 0) {
         event_del(&p->ev_write);
         evbuffer_free(p->out);
@@ -376,7 +411,7 @@ void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
     p->msg = NULL;
     p->msg_len = p->msg_cap = 0;
     conn_set_state(c, CONN_CLOSING);
-    timer_arm(c, c->w->cfg->close_timeout);
+    closing_arm(c);
 }
 
 /* ---- HTTP ---- */
@@ -394,7 +429,7 @@ static void http_reply(pl_conn_t *c, int status, const char *ctype, const void *
     p->linger = 1;
     p->discard = 1;
     conn_set_state(c, CONN_CLOSING);
-    timer_arm(c, c->w->cfg->close_timeout);
+    closing_arm(c);
 }
 
 static void http_fail(pl_conn_t *c, int status, enum pl_hs_reason reason, const char *path,
@@ -444,7 +479,7 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
             p->linger = 1;
             p->discard = 1;
             conn_set_state(c, CONN_CLOSING);
-            timer_arm(c, cfg->close_timeout);
+            closing_arm(c);
         }
         return req->head_len;
     }
@@ -700,11 +735,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         }
         send_ws(c, PL_WS_PING, NULL, 0);
         p->awaiting_pong = 1;
-        p->ping_sent_ms = now;
         timer_arm(c, cfg->ping_timeout);
         return;
     }
     case CONN_CLOSING:
+        if (kernel_outq(p->fd) < p->close_mark) {
+            closing_arm(c); /* still reading: see closing_arm */
+            return;
+        }
         conn_shut(c, p->linger ? PL_LOG_DEBUG : PL_LOG_INFO, "close timeout");
         return;
     case CONN_CLOSED:
