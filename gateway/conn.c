@@ -151,6 +151,30 @@ void pl_conn_log(pl_conn_t *c, int level, const char *fmt, ...)
 
 /* ---- output queue ---- */
 
+/* Bytes queued on all of this worker's connections (a worker is a
+ * process), and the most since the worker last asked (pl_conn_queued). */
+static size_t queued_all, queued_peak;
+
+static void queued_add(size_t n)
+{
+    queued_all += n;
+    if (queued_all > queued_peak)
+        queued_peak = queued_all;
+}
+
+static void queued_sub(size_t n)
+{
+    assert(queued_all >= n);
+    queued_all -= n;
+}
+
+void pl_conn_queued(size_t *now, size_t *peak)
+{
+    *now = queued_all;
+    *peak = queued_peak;
+    queued_peak = queued_all;
+}
+
 static void out_ensure(pl_conn_t *c)
 {
     struct pl_conn_private *p = c->priv;
@@ -167,6 +191,7 @@ static void conn_send(pl_conn_t *c, const void *data, size_t len)
     out_ensure(c);
     evbuffer_add(c->priv->out, data, len);
     c->out_bytes += len;
+    queued_add(len);
 }
 
 static void release_frame(const void *data, size_t len, void *arg)
@@ -179,6 +204,7 @@ static void conn_send_shared(pl_conn_t *c, pl_frame_t *f)
     out_ensure(c);
     evbuffer_add_reference(c->priv->out, f->data, f->len, release_frame, pl_frame_ref(f));
     c->out_bytes += f->len;
+    queued_add(f->len);
 }
 
 /* Cuts the queue back to the unwritten rest of its head frame, so the
@@ -194,6 +220,7 @@ static void out_trim(pl_conn_t *c)
         evbuffer_remove_buffer(p->out, nb, keep);
     evbuffer_free(p->out);
     p->out = nb;
+    queued_sub(c->out_bytes - evbuffer_get_length(nb));
     c->out_bytes = evbuffer_get_length(nb);
     if (c->out_bytes == 0)
         event_del(&p->ev_write);
@@ -318,6 +345,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     account_written(p, (size_t)w);
     evbuffer_drain(p->out, (size_t)w);
     c->out_bytes -= (size_t)w;
+    queued_sub((size_t)w);
     c->w->metrics->bytes_out_total += (uint64_t)w;
     if (c->state == CONN_CLOSING)
         p->close_mark = w > UINT32_MAX - p->close_mark ? UINT32_MAX : p->close_mark + (uint32_t)w;
@@ -365,6 +393,7 @@ static void conn_shut(pl_conn_t *c, int level, const char *fmt, ...)
         evbuffer_free(p->out); /* drops shared frame references */
         p->out = NULL;
     }
+    queued_sub(c->out_bytes);
     c->out_bytes = 0;
     conn_set_state(c, CONN_CLOSED);
     if (p->opened) {
@@ -475,6 +504,7 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
             out_ensure(c);
             evbuffer_add_buffer(p->out, body);
             c->out_bytes += len;
+            queued_add(len);
             evbuffer_free(body);
             p->linger = 1;
             p->discard = 1;

@@ -73,5 +73,8 @@ void pl_conn_abort(pl_conn_t *c, const char *why);
  * loop pass. */
 void pl_conn_free(pl_conn_t *c);
 const char *pl_conn_state_name(enum conn_state s);
+/* Output bytes queued on all of this process's connections now, and the
+ * most at any time since the previous call (which this call resets). */
+void pl_conn_queued(size_t *now, size_t *peak);
 
 #endif

@@ -10,6 +10,16 @@
  * callback that was already pending, as a top-level callback: no caller up
  * the stack can still hold a freed pointer. It shares the default priority
  * on purpose: a lower priority would starve while the loop stays busy.
+ *
+ * Heap trimming: a big fan-out (presence joins of a thousand members, a
+ * burst to a large room) queues tens of MB in small evbuffer chains, one
+ * set per recipient, interleaved with long-lived allocations (sessions,
+ * room index). Once written they are free, but glibc keeps the pages (its
+ * own trimming only returns the top of the heap), so RSS stayed at the
+ * peak while everyone idled. ev_trim looks every second and calls
+ * malloc_trim(0), which also returns free pages inside the heap, once the
+ * output queued across the worker has dropped to near nothing after a
+ * large peak and stayed there for a tick; at most every TRIM_SPACING_MS.
  */
 #include "worker.h"
 #include "conn.h"
@@ -22,6 +32,7 @@
 #include <event2/event_struct.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -32,6 +43,10 @@
 
 #define SCRATCH_SIZE (64 * 1024)
 #define ACCEPT_BATCH 256 /* accepts per callback, so reads are not starved */
+#define TRIM_TICK_MS 1000
+#define TRIM_MIN_PEAK (1u << 20)    /* queued bytes worth a trim once they are gone */
+#define TRIM_IDLE_BYTES (64u << 10) /* "near nothing": at most this much queued in a tick */
+#define TRIM_SPACING_MS 5000
 
 struct pl_worker_private {
     int listen_fd;
@@ -40,12 +55,16 @@ struct pl_worker_private {
     struct event ev_term;         /* SIGTERM as an event */
     struct event ev_free;         /* activated on close: frees the closed list */
     struct event ev_drain;        /* drain_timeout */
+    struct event ev_trim;         /* every TRIM_TICK_MS: malloc_trim after big queues */
     pl_conn_t *open;              /* conns not yet CLOSED */
     pl_conn_t *closed;            /* CLOSED, freed by on_free */
     size_t nopen;
     uint64_t next_id;
     uint8_t *scratch;
     uint64_t last_emfile_log_ms;
+    size_t trim_peak;      /* most output queued since the last trim */
+    int trim_quiet;        /* consecutive ticks with the queue near empty throughout */
+    uint64_t last_trim_ms; /* monotonic time of the last malloc_trim */
 };
 
 static void list_add(pl_conn_t **head, pl_conn_t *c)
@@ -108,6 +127,29 @@ static void on_free(evutil_socket_t fd, short what, void *arg)
         pl_log_info("drained: all connections closed");
         event_base_loopexit(w->base, NULL);
     }
+}
+
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    pl_worker_t *w = arg;
+    struct pl_worker_private *p = w->priv;
+    size_t now, peak;
+    pl_conn_queued(&now, &peak);
+    if (peak > p->trim_peak)
+        p->trim_peak = peak;
+    if (p->trim_peak < TRIM_MIN_PEAK || peak > TRIM_IDLE_BYTES) {
+        p->trim_quiet = 0; /* nothing worth it, or still busy writing */
+        return;
+    }
+    uint64_t ms = pl_mono_ms();
+    if (++p->trim_quiet < 2 || ms - p->last_trim_ms < TRIM_SPACING_MS)
+        return;
+    int released = malloc_trim(0);
+    pl_log_debug("heap trimmed\tpeak_queued=%zu released=%d took_ms=%llu", p->trim_peak, released,
+                 (unsigned long long)(pl_mono_ms() - ms));
+    p->trim_peak = now;
+    p->trim_quiet = 0;
+    p->last_trim_ms = pl_mono_ms();
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -218,7 +260,10 @@ int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl
     event_assign(&priv.ev_term, w.base, SIGTERM, EV_SIGNAL | EV_PERSIST, on_term, &w);
     event_assign(&priv.ev_free, w.base, -1, 0, on_free, &w);
     event_assign(&priv.ev_drain, w.base, -1, 0, on_drain_timeout, &w);
+    event_assign(&priv.ev_trim, w.base, -1, EV_PERSIST, on_trim, &w);
     event_add(&priv.ev_term, NULL);
+    struct timeval trim_tv = {TRIM_TICK_MS / 1000, (TRIM_TICK_MS % 1000) * 1000};
+    event_add(&priv.ev_trim, &trim_tv);
 
     if (pl_proto_worker_start(&w) < 0) {
         pl_log_error("protocol layer failed to start");
@@ -239,6 +284,7 @@ int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl
     event_del(&priv.ev_accept_retry);
     event_del(&priv.ev_drain);
     event_del(&priv.ev_free);
+    event_del(&priv.ev_trim);
     event_base_free(w.base);
     free(priv.scratch);
     if (priv.listen_fd >= 0)
