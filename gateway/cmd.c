@@ -921,6 +921,7 @@ static void on_refetch(evutil_socket_t fd, short what, void *arg)
 static void on_bus_cmd_up(void *arg)
 {
     proto_t *p = arg;
+    pl_script_load_all(p->bus); /* ahead of every script call on this link */
     on_beat(-1, 0, p); /* a restarted Redis may have lost presence: refresh now */
     refetch_rooms(p);
 }

@@ -16,6 +16,7 @@
  * leave when they were their user's last.
  */
 #include "script.h"
+#include "log.h"
 #include "util.h"
 
 #include <openssl/sha.h>
@@ -179,6 +180,22 @@ static void on_script_reply(void *arg, redisReply *r)
     }
     c->fn(c->arg, r);
     call_free(c);
+}
+
+static void on_load(void *arg, redisReply *r)
+{
+    (void)arg;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        pl_log_error("redis SCRIPT LOAD failed\terror=\"%s\"", r->str);
+}
+
+void pl_script_load_all(pl_bus_t *bus)
+{
+    for (int id = 0; id < PL_SCRIPT_COUNT; id++) {
+        const char *argv[] = {"SCRIPT", "LOAD", sources[id]};
+        size_t lens[] = {6, 4, strlen(sources[id])};
+        (void)pl_bus_command(bus, on_load, NULL, 3, argv, lens);
+    }
 }
 
 int pl_script_call(pl_bus_t *bus, pl_script_id_t id, int nkeys, const char **keys, int nargs,

@@ -52,6 +52,13 @@ const char *pl_script_source(pl_script_id_t id);
 /* 40 lowercase hex digits. */
 const char *pl_script_sha(pl_script_id_t id);
 
+/* Queues SCRIPT LOAD of every script. Call first thing when the command
+ * link comes up (before any pl_script_call on it): EVALSHA calls pipelined
+ * behind it then never meet NOSCRIPT, whose EVAL retry would go to the
+ * back of the pipeline and reorder calls (two sends of a room would get
+ * their seqs out of order). The NOSCRIPT retry stays for SCRIPT FLUSH. */
+void pl_script_load_all(pl_bus_t *bus);
+
 /* Runs script id with keys and args (copied). Returns -1 at once when
  * Redis is down (fn not called), else fn gets the reply (NULL when the
  * connection dropped) exactly once. */
