@@ -1,0 +1,170 @@
+/*
+ * The chat layer's internal header: what cmd.c (parsing, sessions,
+ * replies, auth, the worker seam) and the chat_*.c files (one concern
+ * each: deliver, join, send, history, presence) share. Not for use outside
+ * the chat layer; docs/protocol.md is the reference for behaviour.
+ */
+#ifndef PL_CHAT_H
+#define PL_CHAT_H
+
+#include "auth.h"
+#include "bus.h"
+#include "cmd.h"
+#include "conn.h"
+#include "db.h"
+#include "history.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "room.h"
+#include "worker.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PRESENCE_BEAT_MS 15000   /* each worker refreshes its members this often */
+#define PRESENCE_WINDOW_MS 45000 /* a member not refreshed for this long is gone */
+#define PRESENCE_KEY_TTL_MS 120000
+
+/* The worker's chat state (w->proto). */
+typedef struct proto {
+    pl_worker_t *w;
+    pl_bus_t *bus;
+    pl_rooms_t rooms;
+    uint8_t *secret; /* token secret, NULL = every auth fails */
+    size_t secret_len;
+    struct event *beat;    /* presence heartbeat */
+    char origin[160];      /* "<node_id>.<pid>": envelope origin and presence member
+                            * part; the pid keeps two nodes sharing a node_id (or a
+                            * respawned worker) apart */
+    uint64_t room_gen;     /* incarnation counter for rooms (stale fetch replies) */
+    pl_map_t dms;          /* "<user>|<dm room>" -> dmstream_t: DM order per local user */
+    struct event *refetch; /* retries room fetches that failed (Redis LOADING, lost link) */
+    pl_db_t *db;           /* MySQL pool (older history, seq floor); NULL = mysql_url off */
+    pl_map_t sends;        /* room -> sendorder_t: sends whose seq may need the floor */
+} proto_t;
+
+typedef struct session {
+    pl_conn_t *c; /* NULL once the transport closed it */
+    proto_t *p;
+    int refs; /* the connection's + one per request in flight */
+    int authed;
+    int auth_wait;   /* authed, reply held until the user channel is subscribed */
+    int auth_has_id; /* the held reply's id */
+    int64_t auth_id;
+    pl_auth_t auth;
+    char sid[33]; /* session id, 128 random bits in hex */
+    struct event *auth_timer;
+    pl_ratelimit_t rl;
+    pl_member_t *rooms; /* conn -> rooms */
+} session_t;
+
+/* One command waiting for Redis. */
+typedef struct req {
+    session_t *s;
+    int has_id;
+    int64_t id;
+    pl_op_t op;
+    char room[PL_ROOM_MAX + 1];
+    uint64_t room_gen; /* join: the room incarnation it waits on */
+    struct req *next;  /* join: on the room's waiter list */
+    int has_since;
+    int64_t since;
+    int64_t upto; /* join recovery: last seq to fetch */
+    int limit;    /* history */
+    int64_t before;
+    pl_history_page_t recent; /* history: the Redis part while the older one is fetched */
+    int dm;                   /* send: publish to the two user channels */
+    char peer_a[PL_USER_MAX + 1], peer_b[PL_USER_MAX + 1];
+    char *text; /* send: raw text */
+    size_t text_len;
+    char *cid;
+    char msg_id[33];
+    int probe;         /* send: issued with an unknown floor, counted in sendorder inflight */
+    struct req *snext; /* send: on a sendorder queue */
+} req_t;
+
+
+typedef struct dmstream {
+    int64_t last;  /* last seq delivered to this user's connections (0 = none yet) */
+    int64_t acked; /* highest seq a dm of this user from this worker got (seq floor hint) */
+    int fetching;  /* catch-up in flight: live DMs queue in pending */
+    pl_mqueue_t pending;
+    char user[PL_USER_MAX + 1];
+    char room[PL_ROOM_MAX + 1];
+} dmstream_t;
+
+/* ---- cmd.c: metrics, requests, replies ---- */
+
+/* Series ids in the worker's metrics block (-1 until registered). */
+extern int chat_m_messages;     /* messages stored (send/dm, not cid repeats) */
+extern int chat_m_deliveries;   /* msg events queued to client connections */
+extern int chat_m_unavailable;  /* commands answered unavailable */
+extern int chat_m_redis_errors; /* error replies from Redis */
+void chat_count(int id, int64_t n);
+
+/* A request holds a session reference until chat_req_free. */
+req_t *chat_req_new(session_t *s, const pl_cmd_t *cmd);
+void chat_req_free(req_t *q);
+/* Sends o (consumed) as one text frame; dropped when the connection is gone. */
+void chat_send_json(session_t *s, json_t *o);
+json_t *chat_ok_obj(int has_id, int64_t id);
+void chat_reply_error(session_t *s, int has_id, int64_t id, const char *code, const char *msg);
+void chat_req_error(req_t *q, const char *code, const char *msg);
+/* A JSON string literal for s (with quotes), malloc'd. */
+char *chat_json_literal(const char *s, size_t n);
+/* Sends the held auth reply (user channel subscribed or timed out). */
+void chat_auth_reply(session_t *s);
+
+/* ---- chat_deliver.c ---- */
+
+/* "parley:{<room>}:ch" into buf (PL_KEY_MAX bytes). */
+void chat_room_channel(char *buf, const char *room);
+/* Gets the room READY: base seq on first use, else the messages after
+ * last_seq; needs a confirmed subscription. */
+void chat_start_fetch(proto_t *p, pl_room_t *r);
+/* Answers every join waiting on the room with an error; with unjoin also
+ * removes their members (may drop r: do not touch it after). */
+void chat_fail_waiters(proto_t *p, pl_room_t *r, const char *code, const char *msg, int unjoin);
+/* The user's DM stream for a dm room (NULL when the user has no local
+ * connection), and forgetting all of a user's streams. */
+dmstream_t *chat_dm_stream(proto_t *p, const char *user, const char *room);
+void chat_dm_forget(proto_t *p, const char *user);
+/* pl_bus handlers and the refetch timer. */
+void chat_on_bus_message(void *arg, const char *channel, size_t chlen, const char *payload,
+                         size_t len);
+void chat_on_bus_subscribed(void *arg, const char *channel);
+void chat_on_bus_sub_down(void *arg);
+void chat_on_bus_cmd_up(void *arg);
+void chat_on_refetch(evutil_socket_t fd, short what, void *arg);
+
+/* ---- chat_join.c ---- */
+
+void chat_cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+void chat_cmd_leave(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+/* The room is READY: answer the join q (after recovery when since given). */
+void chat_join_ready(proto_t *p, req_t *q);
+/* Removes a member; the last one of the room drops it. */
+void chat_leave_member(proto_t *p, session_t *s, pl_member_t *m);
+
+/* ---- chat_send.c ---- */
+
+void chat_cmd_send(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+void chat_cmd_dm(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+
+/* ---- chat_history.c ---- */
+
+void chat_cmd_history(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+
+/* ---- chat_presence.c ---- */
+
+void chat_cmd_presence(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+void chat_cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+/* Runs the presence script's join or leave for user's member of this worker. */
+void chat_presence_change(proto_t *p, const char *op, const char *room, const char *user,
+                          uint64_t conn);
+/* Heartbeat: refreshes every local member (timer callback; fd -1 to run now). */
+void chat_on_beat(evutil_socket_t fd, short what, void *arg);
+
+#endif
