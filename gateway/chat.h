@@ -85,7 +85,6 @@ typedef struct req {
     struct req *snext; /* send: on a sendorder queue */
 } req_t;
 
-
 typedef struct dmstream {
     int64_t last;  /* last seq delivered to this user's connections (0 = none yet) */
     int64_t acked; /* highest seq a dm of this user from this worker got (seq floor hint) */

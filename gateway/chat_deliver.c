@@ -459,7 +459,7 @@ void chat_dm_forget(proto_t *p, const char *user)
 }
 
 void chat_on_bus_message(void *arg, const char *channel, size_t chlen, const char *payload,
-                           size_t len)
+                         size_t len)
 {
     proto_t *p = arg;
     pl_envelope_t e;
@@ -583,7 +583,6 @@ void chat_on_bus_cmd_up(void *arg)
 {
     proto_t *p = arg;
     pl_script_load_all(p->bus); /* ahead of every script call on this link */
-    chat_on_beat(-1, 0, p); /* a restarted Redis may have lost presence: refresh now */
+    chat_on_beat(-1, 0, p);     /* a restarted Redis may have lost presence: refresh now */
     refetch_rooms(p);
 }
-

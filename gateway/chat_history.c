@@ -122,4 +122,3 @@ void chat_cmd_history(proto_t *p, session_t *s, const pl_cmd_t *cmd)
         chat_req_free(q);
     }
 }
-

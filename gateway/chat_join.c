@@ -214,4 +214,3 @@ void chat_cmd_leave(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     json_object_set_new(o, "room", json_string(cmd->room));
     chat_send_json(s, o);
 }
-

@@ -67,7 +67,7 @@ static int presence_call(proto_t *p, const char *op, const char *room, uint64_t 
 }
 
 void chat_presence_change(proto_t *p, const char *op, const char *room, const char *user,
-                            uint64_t conn)
+                          uint64_t conn)
 {
     char member[PL_MEMBER_MAX];
     presence_member(p, user, member, sizeof(member));
@@ -186,4 +186,3 @@ void chat_cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     if (rc < 0)
         chat_reply_error(s, cmd->has_id, cmd->id, "unavailable", "redis unavailable");
 }
-

@@ -343,4 +343,3 @@ void chat_cmd_dm(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     }
     start_send(p, s, cmd, room, 1, a, b);
 }
-

@@ -32,7 +32,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 /* ===================================================================== */
 /* parsing (pure, see cmd.h)                                              */
 
@@ -358,12 +357,13 @@ int pl_proto_worker_start(struct pl_worker *w)
             pl_metrics_register(metrics, "parley_chat_messages_total", "counter",
                                 "Chat messages stored (send and dm, cid repeats excluded).");
         chat_m_deliveries = pl_metrics_register(metrics, "parley_chat_deliveries_total", "counter",
-                                           "Chat msg events queued to client connections.");
+                                                "Chat msg events queued to client connections.");
         chat_m_unavailable =
             pl_metrics_register(metrics, "parley_chat_unavailable_total", "counter",
                                 "Chat commands answered unavailable (Redis down or lost).");
-        chat_m_redis_errors = pl_metrics_register(metrics, "parley_chat_redis_errors_total", "counter",
-                                             "Error replies from Redis to chat commands.");
+        chat_m_redis_errors =
+            pl_metrics_register(metrics, "parley_chat_redis_errors_total", "counter",
+                                "Error replies from Redis to chat commands.");
     }
     snprintf(p->origin, sizeof(p->origin), "%.120s.%d", w->node_id, (int)getpid());
     pl_rooms_init(&p->rooms);
@@ -536,4 +536,3 @@ void pl_proto_closed(struct pl_conn *c)
     c->user = NULL;
     session_unref(s);
 }
-

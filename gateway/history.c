@@ -111,8 +111,7 @@ static void on_zrange(void *arg, redisReply *r)
         h->seq = strtoll(s->str, NULL, 10);
         const char *json, *node = NULL;
         size_t jl, nl = 0;
-        if (pl_history_member_parse(m->str, m->len, &json, &jl, &node, &nl, &h->worker,
-                                    &h->conn))
+        if (pl_history_member_parse(m->str, m->len, &json, &jl, &node, &nl, &h->worker, &h->conn))
             h->node = pl_xstrndup(node, nl);
         h->json = pl_xstrndup(json, jl);
         h->len = jl;
@@ -213,8 +212,8 @@ static char *literal(const char *s, size_t n)
 }
 
 char *pl_history_event_json(const char *room, size_t room_len, int64_t seq, const char *msg_id,
-                            size_t msg_id_len, const char *from, size_t from_len,
-                            const char *text, size_t text_len, int64_t ts, size_t *len)
+                            size_t msg_id_len, const char *from, size_t from_len, const char *text,
+                            size_t text_len, int64_t ts, size_t *len)
 {
     char *rj = literal(room, room_len), *mj = literal(msg_id, msg_id_len);
     char *fj = literal(from, from_len), *tj = literal(text, text_len);

@@ -98,8 +98,8 @@ void pl_history_older(pl_db_t *db, const char *room, int64_t before, int limit, 
  * NUL-terminated string and its length in *len, or NULL when a string is
  * not valid UTF-8. */
 char *pl_history_event_json(const char *room, size_t room_len, int64_t seq, const char *msg_id,
-                            size_t msg_id_len, const char *from, size_t from_len,
-                            const char *text, size_t text_len, int64_t ts, size_t *len);
+                            size_t msg_id_len, const char *from, size_t from_len, const char *text,
+                            size_t text_len, int64_t ts, size_t *len);
 
 /* The safety net, pure: the Redis part recent (oldest first) and the MySQL
  * part older (oldest first) must join without a hole. Returns 1 when they

@@ -370,8 +370,8 @@ static void test_archived_marks(void)
     pl_arch_row_t rows[7] = {mkrow("b", 7, "x"), mkrow("a", 2, "x"), mkrow("a", 1, "x"),
                              mkrow("a", 3, "x"), mkrow("a", 5, "x"), mkrow("b", 8, "x"),
                              mkrow("a", 6, "x")};
-    uint8_t st[7] = {ROW_STORED, ROW_STORED,   ROW_STORED, ROW_CONFLICT,
-                     ROW_STORED, ROW_MISSING,  ROW_STORED};
+    uint8_t st[7] = {ROW_STORED, ROW_STORED,  ROW_STORED, ROW_CONFLICT,
+                     ROW_STORED, ROW_MISSING, ROW_STORED};
     pl_arch_mark_t m[7];
     size_t n = pl_arch_marks(rows, st, 7, m);
     CU_ASSERT_EQUAL_FATAL(n, 3);
@@ -495,6 +495,5 @@ PL_UNIT_SUITE(archiver, PL_TEST(test_mysql_url_tcp), PL_TEST(test_mysql_url_sock
               PL_TEST(test_row_parse_ok), PL_TEST(test_row_parse_bad), PL_TEST(test_utf8),
               PL_TEST(test_format_ts), PL_TEST(test_build_insert_escapes),
               PL_TEST(test_build_insert_splits), PL_TEST(test_classify),
-              PL_TEST(test_archived_marks),
-              PL_TEST(test_migration_names), PL_TEST(test_migrate_scan), PL_TEST(test_options),
-              PL_TEST(test_metrics_render))
+              PL_TEST(test_archived_marks), PL_TEST(test_migration_names),
+              PL_TEST(test_migrate_scan), PL_TEST(test_options), PL_TEST(test_metrics_render))

@@ -203,7 +203,8 @@ static void test_history_seam(void)
 static void test_nul(void)
 {
     pl_cmd_t c;
-    CU_ASSERT_EQUAL(parse("{\"op\":\"send\",\"id\":1,\"room\":\"r\",\"text\":\"a\\u0000b\"}", &c), 0);
+    CU_ASSERT_EQUAL(parse("{\"op\":\"send\",\"id\":1,\"room\":\"r\",\"text\":\"a\\u0000b\"}", &c),
+                    0);
     CU_ASSERT_EQUAL(c.text_len, 3);
     CU_ASSERT(c.text && memcmp(c.text, "a\0b", 3) == 0);
     pl_cmd_free(&c);
