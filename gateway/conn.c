@@ -49,22 +49,25 @@ enum conn_kind {
     KIND_ECHO, /* echo_path: messages are echoed back */
 };
 
+/* Laid out without holes: tens of thousands of these live at once, and
+ * conn_full_t (600 bytes) sits just below a malloc size class step. */
 struct pl_conn_private {
     struct event ev_read;  /* EV_READ|EV_PERSIST on fd, added from accept until CLOSED */
     struct event ev_write; /* EV_WRITE|EV_PERSIST, added only while out holds bytes */
     struct event ev_timer; /* HTTP: handshake timeout; OPEN: ping; CLOSING: close/linger timeout */
     uint8_t *in;           /* unparsed input carried between reads; NULL when none */
-    uint32_t in_len, in_cap;
-    uint8_t *msg; /* fragmented message being reassembled; NULL when none */
-    size_t msg_len, msg_cap;
-    struct evbuffer *out; /* output queue; NULL when empty */
-    uint64_t head_left;   /* unwritten bytes of the frame (or HTTP head) at the head of out */
+    uint8_t *msg;          /* fragmented message being reassembled; NULL when none */
+    struct evbuffer *out;  /* output queue; NULL when empty */
+    uint64_t head_left;    /* unwritten bytes of the frame (or HTTP head) at the head of out */
     pl_ws_parser_t parser;
-    uint64_t last_rx_ms;   /* monotonic time of the peer's last bytes */
-    uint32_t close_mark;   /* CLOSING: bytes the kernel held for the peer when the close
-                              timer was armed, plus what we wrote since (see closing_arm) */
+    uint32_t in_len, in_cap;
+    uint32_t msg_len, msg_cap; /* max_message_size is at most 1 GiB */
+    uint32_t last_rx_ms; /* pl_mono_ms() of the peer's last bytes, mod 2^32: compare by
+                            unsigned difference (intervals are far below 49 days) */
+    uint32_t close_mark; /* CLOSING: bytes the kernel held for the peer when the close
+                            timer was armed, plus what we wrote since (see closing_arm) */
     int fd;
-    uint8_t kind;        /* enum conn_kind */
+    unsigned kind : 2;   /* enum conn_kind */
     unsigned ws : 1;     /* the 101 was queued: out holds WebSocket frames */
     unsigned opened : 1; /* pl_proto_open was called; pl_proto_closed is owed */
     unsigned awaiting_pong : 1;
@@ -609,11 +612,11 @@ static void on_frame(pl_conn_t *c, const pl_ws_frame_t *f)
         while (cap < p->msg_len + f->len)
             cap *= 2;
         p->msg = pl_xrealloc(p->msg, cap);
-        p->msg_cap = cap;
+        p->msg_cap = (uint32_t)cap;
     }
     if (f->len > 0)
         memcpy(p->msg + p->msg_len, f->payload, (size_t)f->len);
-    p->msg_len += (size_t)f->len;
+    p->msg_len += (uint32_t)f->len;
     if (f->fin) {
         uint8_t *msg = p->msg;
         size_t len = p->msg_len;
@@ -697,7 +700,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->w->metrics->bytes_in_total += (uint64_t)n;
-    p->last_rx_ms = pl_mono_ms();
+    p->last_rx_ms = (uint32_t)pl_mono_ms();
     p->awaiting_pong = 0; /* any bytes from the peer count as life */
     if (p->discard) {
         p->in_len = 0;
@@ -750,15 +753,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         conn_shut(c, PL_LOG_INFO, "handshake timeout");
         return;
     case CONN_OPEN: {
-        uint64_t now = pl_mono_ms();
+        uint32_t now = (uint32_t)pl_mono_ms();
         if (p->awaiting_pong) {
             /* Silent since our ping: the peer or the path is gone. Drop it
              * without a close handshake (nobody would answer it). */
             conn_shut(c, PL_LOG_INFO, "ping timeout\tsilent_ms=%llu",
-                      (unsigned long long)(now - p->last_rx_ms));
+                      (unsigned long long)(uint32_t)(now - p->last_rx_ms));
             return;
         }
-        uint64_t idle = now - p->last_rx_ms;
+        uint64_t idle = (uint32_t)(now - p->last_rx_ms);
         if (idle + 5 < (uint64_t)cfg->ping_interval) {
             timer_arm(c, cfg->ping_interval - (int64_t)idle);
             return;
@@ -792,7 +795,7 @@ pl_conn_t *pl_conn_new(struct pl_worker *w, int fd, const struct sockaddr *sa)
     c->id = pl_worker_next_id(w);
     c->state = CONN_HTTP;
     p->fd = fd;
-    p->last_rx_ms = pl_mono_ms();
+    p->last_rx_ms = (uint32_t)pl_mono_ms();
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (sa->sa_family == AF_INET) {

@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "proto.h"
 #include "util.h"
+#include "ws.h"
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -270,6 +271,13 @@ int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl
         event_base_free(w.base);
         return 3;
     }
+    /* The first SHA-1 (handshake accept key) initialises OpenSSL's
+     * provider and method tables and touches ~2.5 MB of libcrypto. Pay
+     * that here, once per worker, rather than in the first client's
+     * handshake latency (and in the memory growth attributed to the
+     * first connections). */
+    char warm[29];
+    pl_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, warm);
     event_add(&priv.ev_accept, NULL);
     pl_log_info("worker started\tnode=%s", w.node_id);
 
