@@ -62,10 +62,10 @@ struct pl_conn_private {
     pl_ws_parser_t parser;
     uint32_t in_len, in_cap;
     uint32_t msg_len, msg_cap; /* max_message_size is at most 1 GiB */
-    uint32_t last_rx_ms; /* pl_mono_ms() of the peer's last bytes, mod 2^32: compare by
-                            unsigned difference (intervals are far below 49 days) */
-    uint32_t close_mark; /* CLOSING: bytes the kernel held for the peer when the close
-                            timer was armed, plus what we wrote since (see closing_arm) */
+    uint32_t last_rx_ms;       /* pl_mono_ms() of the peer's last bytes, mod 2^32: compare by
+                                  unsigned difference (intervals are far below 49 days) */
+    uint32_t close_mark;       /* CLOSING: bytes the kernel held for the peer when the close
+                                  timer was armed, plus what we wrote since (see closing_arm) */
     int fd;
     unsigned kind : 2;   /* enum conn_kind */
     unsigned ws : 1;     /* the 101 was queued: out holds WebSocket frames */
@@ -115,12 +115,13 @@ static uint32_t kernel_outq(int fd)
     return (uint32_t)n;
 }
 
-/* Arms the CLOSING timer. close_timeout bounds the peer's silence, not
- * the whole close: what we queue last (a reply, a close frame) sits behind
- * what the kernel already holds for the peer, megabytes for a slow
- * consumer, so as long as the peer keeps taking bytes (the kernel's queue
- * shrank by the time the timer fires) the timer is armed again. One that
- * stopped reading is dropped close_timeout after it last took a byte. */
+/* Arms the CLOSING timer (on entering CLOSING and again once our queue is
+ * flushed). close_timeout bounds the peer's silence, not the whole close:
+ * what we queue last (a reply, a close frame) sits behind what the kernel
+ * already holds for the peer, megabytes for a slow consumer, so as long as
+ * the peer keeps taking bytes (the kernel's queue shrank by the time the
+ * timer fires) the timer is armed again. One that stopped reading is
+ * dropped at most close_timeout after it last took a byte. */
 static void closing_arm(pl_conn_t *c)
 {
     c->priv->close_mark = kernel_outq(c->priv->fd);
@@ -358,6 +359,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
         p->out = NULL;
         p->head_left = 0;
         assert(c->out_bytes == 0);
+        if (c->state == CONN_CLOSING)
+            closing_arm(c); /* from the last byte we handed over, not the first */
         after_flush(c);
     }
 }
