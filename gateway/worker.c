@@ -19,7 +19,9 @@
  * peak while everyone idled. ev_trim looks every second and calls
  * malloc_trim(0), which also returns free pages inside the heap, once the
  * output queued across the worker has dropped to near nothing after a
- * large peak and stayed there for a tick; at most every TRIM_SPACING_MS.
+ * large peak (or after TRIM_MIN_CLOSED connections went away: their
+ * structs and sessions leave holes too) and stayed there for a tick; at
+ * most every TRIM_SPACING_MS.
  */
 #include "worker.h"
 #include "conn.h"
@@ -47,6 +49,7 @@
 #define TRIM_TICK_MS 1000
 #define TRIM_MIN_PEAK (1u << 20)    /* queued bytes worth a trim once they are gone */
 #define TRIM_IDLE_BYTES (64u << 10) /* "near nothing": at most this much queued in a tick */
+#define TRIM_MIN_CLOSED 1024        /* fewer open connections than at the peak by this many */
 #define TRIM_SPACING_MS 5000
 
 struct pl_worker_private {
@@ -64,6 +67,7 @@ struct pl_worker_private {
     uint8_t *scratch;
     uint64_t last_emfile_log_ms;
     size_t trim_peak;      /* most output queued since the last trim */
+    size_t nopen_peak;     /* most open connections since the last trim */
     int trim_quiet;        /* consecutive ticks with the queue near empty throughout */
     uint64_t last_trim_ms; /* monotonic time of the last malloc_trim */
 };
@@ -89,7 +93,8 @@ static void list_del(pl_conn_t *c)
 void pl_worker_conn_add(pl_worker_t *w, pl_conn_t *c)
 {
     list_add(&w->priv->open, c);
-    w->priv->nopen++;
+    if (++w->priv->nopen > w->priv->nopen_peak)
+        w->priv->nopen_peak = w->priv->nopen;
 }
 
 void pl_worker_conn_closed(pl_worker_t *w, pl_conn_t *c)
@@ -138,7 +143,8 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
     pl_conn_queued(&now, &peak);
     if (peak > p->trim_peak)
         p->trim_peak = peak;
-    if (p->trim_peak < TRIM_MIN_PEAK || peak > TRIM_IDLE_BYTES) {
+    int worth = p->trim_peak >= TRIM_MIN_PEAK || p->nopen_peak - p->nopen >= TRIM_MIN_CLOSED;
+    if (!worth || peak > TRIM_IDLE_BYTES) {
         p->trim_quiet = 0; /* nothing worth it, or still busy writing */
         return;
     }
@@ -146,9 +152,11 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
     if (++p->trim_quiet < 2 || ms - p->last_trim_ms < TRIM_SPACING_MS)
         return;
     int released = malloc_trim(0);
-    pl_log_debug("heap trimmed\tpeak_queued=%zu released=%d took_ms=%llu", p->trim_peak, released,
+    pl_log_debug("heap trimmed\tpeak_queued=%zu peak_open=%zu open=%zu released=%d took_ms=%llu",
+                 p->trim_peak, p->nopen_peak, p->nopen, released,
                  (unsigned long long)(pl_mono_ms() - ms));
     p->trim_peak = now;
+    p->nopen_peak = p->nopen;
     p->trim_quiet = 0;
     p->last_trim_ms = pl_mono_ms();
 }
