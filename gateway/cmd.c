@@ -289,6 +289,12 @@ void chat_auth_reply(session_t *s)
     json_object_set_new(o, "user", json_string(s->auth.user));
     json_object_set_new(o, "session", json_string(s->sid));
     chat_send_json(s, o);
+    /* The timer only guards the auth phase; an idle connection should not
+     * carry it for life (libevent allows this from its own callback). */
+    if (s->auth_timer) {
+        event_free(s->auth_timer);
+        s->auth_timer = NULL;
+    }
 }
 
 static void on_auth_timeout(evutil_socket_t fd, short what, void *arg)
