@@ -424,22 +424,8 @@ static void deliver_history(pl_db_req_t *req, MYSQL_RES *res)
             *dlen[k] = l;
             p += l + 1;
         }
-        /* created_at is DATETIME(3) written in UTC: "YYYY-MM-DD hh:mm:ss[.fff]". */
-        r->ts_ms = 0;
-        struct tm tm = {0};
-        int ms = 0, used = 0;
-        if (row[4] && sscanf(row[4], "%d-%d-%d %d:%d:%d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                             &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) == 6) {
-            const char *f = row[4] + used;
-            if (*f == '.')
-                for (int d = 0; d < 3; d++)
-                    ms = ms * 10 + (f[1 + d] >= '0' && f[1 + d] <= '9' ? f[1 + d] - '0' : 0);
-            tm.tm_year -= 1900;
-            tm.tm_mon -= 1;
-            time_t t = timegm(&tm);
-            if (t >= 0)
-                r->ts_ms = (uint64_t)t * 1000 + (uint64_t)ms;
-        }
+        /* the query turns created_at into unix ms (build_sql) */
+        r->ts_ms = row[4] && row[4][0] != '-' ? strtoull(row[4], NULL, 10) : 0;
     }
     assert(i == 0);
     deliver(req, PL_DB_OK, rows, n, 0);
@@ -615,9 +601,14 @@ static void build_sql(struct conn *c, const pl_db_req_t *req)
         n += put_room(c->sql + n, req);
         break;
     case REQ_HISTORY:
-        sql_reserve(c, 256 + 2 * req->key_len);
-        n = (size_t)sprintf(c->sql,
-                            "SELECT seq,msg_id,sender,text,created_at FROM messages WHERE ");
+        sql_reserve(c, 320 + 2 * req->key_len);
+        /* created_at is DATETIME(3) written in UTC: its distance from the
+         * epoch as DATETIMEs involves no time zone (unlike UNIX_TIMESTAMP,
+         * which reads it in the session's), and the microseconds of a
+         * DATETIME(3) are whole ms, so DIV 1000 is exact. */
+        n = (size_t)sprintf(c->sql, "SELECT seq,msg_id,sender,text,"
+                                    "TIMESTAMPDIFF(MICROSECOND,'1970-01-01',created_at) DIV 1000"
+                                    " FROM messages WHERE ");
         n += put_room(c->sql + n, req);
         n += (size_t)sprintf(c->sql + n, " AND seq<%" PRIu64 " ORDER BY seq DESC LIMIT %u",
                              req->before_seq, req->limit);

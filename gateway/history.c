@@ -18,9 +18,9 @@
 #include "auth.h"
 #include "log.h"
 #include "util.h"
+#include "ws.h"
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,13 +42,99 @@ void pl_key_cid(char *buf, const char *room, const char *user, const char *cid)
 
 void pl_history_page_free(pl_history_page_t *page)
 {
-    for (size_t i = 0; i < page->n; i++) {
-        free(page->v[i].json);
-        free(page->v[i].node);
-    }
     free(page->v);
+    free(page->buf);
     page->v = NULL;
+    page->buf = NULL;
     page->n = 0;
+}
+
+void pl_history_page_keep(pl_history_page_t *dst, const pl_history_page_t *src)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < src->n; i++)
+        bytes += src->v[i].len + 1 + (src->v[i].node ? strlen(src->v[i].node) + 1 : 0);
+    dst->n = src->n;
+    dst->more = src->more;
+    dst->v = pl_xcalloc(src->n + 1, sizeof(*dst->v));
+    dst->buf = pl_xmalloc(bytes + 1);
+    char *p = dst->buf;
+    for (size_t i = 0; i < src->n; i++) {
+        const pl_hmsg_t *h = &src->v[i];
+        dst->v[i] = *h;
+        memcpy(p, h->json, h->len);
+        p[h->len] = '\0';
+        dst->v[i].json = p;
+        p += h->len + 1;
+        if (h->node) {
+            size_t l = strlen(h->node) + 1;
+            memcpy(p, h->node, l);
+            dst->v[i].node = p;
+            p += l;
+        }
+    }
+}
+
+void pl_hbuf_reserve(pl_hbuf_t *b, size_t more)
+{
+    if (b->cap - b->n >= more)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->n < more)
+        cap *= 2;
+    b->p = pl_xrealloc(b->p, cap);
+    b->cap = cap;
+}
+
+void pl_hbuf_add(pl_hbuf_t *b, const void *s, size_t n)
+{
+    pl_hbuf_reserve(b, n);
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+/* What the encoder writes for each byte below 0x20 after a backslash, 'u'
+ * meaning \u00XX; the rest pass through unchanged (jansson's dump without
+ * JSON_ENSURE_ASCII or JSON_ESCAPE_SLASH: '/', 0x7f, U+2028 stay raw). */
+static const char ctl_esc[32] = {
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+};
+
+int pl_history_json_string(pl_hbuf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (pl_utf8_validate((const uint8_t *)s, n) < 0)
+        return -1;
+    pl_hbuf_reserve(b, 6 * n + 2);
+    char *o = b->p + b->n;
+    *o++ = '"';
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\')
+            p++;
+        memcpy(o, run, (size_t)(p - run));
+        o += p - run;
+        if (p == end)
+            break;
+        unsigned char c = *p++;
+        *o++ = '\\';
+        if (c >= 0x20) {
+            *o++ = (char)c; /* '"' or '\\' */
+        } else if (ctl_esc[c] != 'u') {
+            *o++ = ctl_esc[c];
+        } else {
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    *o++ = '"';
+    b->n = (size_t)(o - b->p);
+    return 0;
 }
 
 /* Reads a decimal number ending at ':'; returns the position after it or
@@ -92,6 +178,7 @@ typedef struct hreq {
     int limit; /* > 0: newest-first reply of limit+1 to reverse; 0: oldest-first range */
 } hreq_t;
 
+/* The page handed to the callback is a copy in one allocation (page.buf). */
 static void on_zrange(void *arg, redisReply *r)
 {
     hreq_t *q = arg;
@@ -101,8 +188,11 @@ static void on_zrange(void *arg, redisReply *r)
         free(q);
         return;
     }
-    size_t n = r->elements / 2;
+    size_t n = r->elements / 2, bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += r->element[2 * i]->len + 2;
     page.v = pl_xcalloc(n + 1, sizeof(*page.v));
+    char *p = page.buf = pl_xmalloc(bytes + 1);
     for (size_t i = 0; i < n; i++) {
         redisReply *m = r->element[2 * i], *s = r->element[2 * i + 1];
         if (m->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING)
@@ -111,17 +201,22 @@ static void on_zrange(void *arg, redisReply *r)
         h->seq = strtoll(s->str, NULL, 10);
         const char *json, *node = NULL;
         size_t jl, nl = 0;
-        if (pl_history_member_parse(m->str, m->len, &json, &jl, &node, &nl, &h->worker, &h->conn))
-            h->node = pl_xstrndup(node, nl);
-        h->json = pl_xstrndup(json, jl);
+        if (pl_history_member_parse(m->str, m->len, &json, &jl, &node, &nl, &h->worker, &h->conn)) {
+            memcpy(p, node, nl);
+            p[nl] = '\0';
+            h->node = p;
+            p += nl + 1;
+        }
+        memcpy(p, json, jl);
+        p[jl] = '\0';
+        h->json = p;
         h->len = jl;
+        p += jl + 1;
     }
     if (q->limit > 0) {
         /* newest first, one extra to know whether more exist */
         if (page.n > (size_t)q->limit) {
             page.more = 1;
-            free(page.v[page.n - 1].json);
-            free(page.v[page.n - 1].node);
             page.n--;
         }
         for (size_t i = 0; i < page.n / 2; i++) {
@@ -199,39 +294,69 @@ int pl_history_older_needed(const pl_history_page_t *page, int64_t before, int l
     return 1;
 }
 
-/* A JSON string literal (with quotes) for s, malloc'd; NULL when s is not
- * valid UTF-8. Same encoder as the gateway's pre-escaped script args. */
-static char *literal(const char *s, size_t n)
+/* An integer in decimal, as the script's string.format('%d'). */
+static size_t put_i64(char *o, int64_t v)
 {
-    json_t *j = json_stringn(s, n);
-    if (j == NULL)
-        return NULL;
-    char *out = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(j);
-    return out;
+    char tmp[24];
+    size_t n = 0, k = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        o[k++] = '-';
+    while (n > 0)
+        o[k++] = tmp[--n];
+    return k;
+}
+
+#define ADD_LIT(b, s) pl_hbuf_add((b), (s), sizeof(s) - 1)
+
+int pl_history_event_append(pl_hbuf_t *b, const char *room_json, size_t room_json_len, int64_t seq,
+                            const char *msg_id, size_t msg_id_len, const char *from,
+                            size_t from_len, const char *text, size_t text_len, int64_t ts)
+{
+    size_t start = b->n;
+    pl_hbuf_reserve(b, room_json_len + 96);
+    ADD_LIT(b, "{\"ev\":\"msg\",\"room\":");
+    pl_hbuf_add(b, room_json, room_json_len);
+    ADD_LIT(b, ",\"seq\":");
+    b->n += put_i64(b->p + b->n, seq);
+    ADD_LIT(b, ",\"msg_id\":");
+    if (pl_history_json_string(b, msg_id, msg_id_len) < 0)
+        goto bad;
+    ADD_LIT(b, ",\"from\":");
+    if (pl_history_json_string(b, from, from_len) < 0)
+        goto bad;
+    ADD_LIT(b, ",\"text\":");
+    if (pl_history_json_string(b, text, text_len) < 0)
+        goto bad;
+    pl_hbuf_reserve(b, 32);
+    ADD_LIT(b, ",\"ts\":");
+    b->n += put_i64(b->p + b->n, ts);
+    ADD_LIT(b, "}");
+    return 0;
+bad:
+    b->n = start;
+    return -1;
 }
 
 char *pl_history_event_json(const char *room, size_t room_len, int64_t seq, const char *msg_id,
                             size_t msg_id_len, const char *from, size_t from_len, const char *text,
                             size_t text_len, int64_t ts, size_t *len)
 {
-    char *rj = literal(room, room_len), *mj = literal(msg_id, msg_id_len);
-    char *fj = literal(from, from_len), *tj = literal(text, text_len);
-    char *out = NULL;
-    if (rj && mj && fj && tj) {
-        size_t cap = strlen(rj) + strlen(mj) + strlen(fj) + strlen(tj) + 128;
-        out = pl_xmalloc(cap);
-        int n = snprintf(out, cap,
-                         "{\"ev\":\"msg\",\"room\":%s,\"seq\":%" PRId64
-                         ",\"msg_id\":%s,\"from\":%s,\"text\":%s,\"ts\":%" PRId64 "}",
-                         rj, seq, mj, fj, tj, ts);
-        *len = (size_t)n;
+    pl_hbuf_t rj = {0}, b = {0};
+    if (pl_history_json_string(&rj, room, room_len) < 0 ||
+        pl_history_event_append(&b, rj.p, rj.n, seq, msg_id, msg_id_len, from, from_len, text,
+                                text_len, ts) < 0) {
+        free(rj.p);
+        free(b.p);
+        return NULL;
     }
-    free(rj);
-    free(mj);
-    free(fj);
-    free(tj);
-    return out;
+    free(rj.p);
+    pl_hbuf_add(&b, "", 1);
+    *len = b.n - 1;
+    return b.p;
 }
 
 int pl_history_contiguous(const pl_history_page_t *older, const pl_history_page_t *recent)
@@ -248,6 +373,7 @@ typedef struct oreq {
     int limit;
 } oreq_t;
 
+/* The whole page is built in one buffer, the room escaped once. */
 static void on_db_history(void *arg, int status, const pl_db_row_t *rows, size_t n)
 {
     oreq_t *o = arg;
@@ -258,26 +384,38 @@ static void on_db_history(void *arg, int status, const pl_db_row_t *rows, size_t
         free(o);
         return;
     }
+    pl_hbuf_t b = {0}, rj = {0};
+    size_t room_len = strlen(o->room), guess = 0;
+    for (size_t i = 0; i < n; i++)
+        guess += 112 + 2 * room_len + rows[i].msg_id_len + rows[i].sender_len + rows[i].text_len;
+    pl_hbuf_reserve(&b, guess);
+    (void)pl_history_json_string(&rj, o->room, room_len); /* from a valid command: UTF-8 */
     page.v = pl_xcalloc(n + 1, sizeof(*page.v));
     for (size_t i = 0; i < n; i++) {
         const pl_db_row_t *r = &rows[i];
-        size_t len;
-        char *json = pl_history_event_json(o->room, strlen(o->room), (int64_t)r->seq, r->msg_id,
-                                           r->msg_id_len, r->sender, r->sender_len, r->text,
-                                           r->text_len, (int64_t)r->ts_ms, &len);
-        if (json == NULL) {
+        size_t at = b.n;
+        if (pl_history_event_append(&b, rj.p, rj.n, (int64_t)r->seq, r->msg_id, r->msg_id_len,
+                                    r->sender, r->sender_len, r->text, r->text_len,
+                                    (int64_t)r->ts_ms) < 0) {
             pl_log_error("archived message is not valid UTF-8\troom=%s seq=%" PRIu64, o->room,
                          r->seq);
+            free(b.p);
+            free(rj.p);
             pl_history_page_free(&page);
             o->cb(o->arg, -1, &page);
             free(o);
             return;
         }
+        pl_hbuf_add(&b, "", 1); /* each event NUL-terminated */
         page.v[page.n].seq = (int64_t)r->seq;
-        page.v[page.n].json = json;
-        page.v[page.n].len = len;
+        page.v[page.n].json = (const char *)(uintptr_t)at; /* offset until b stops moving */
+        page.v[page.n].len = b.n - 1 - at;
         page.n++;
     }
+    for (size_t i = 0; i < page.n; i++)
+        page.v[i].json = b.p + (uintptr_t)page.v[i].json;
+    page.buf = b.p;
+    free(rj.p);
     page.more = n >= (size_t)o->limit;
     o->cb(o->arg, 0, &page);
     pl_history_page_free(&page);

@@ -36,11 +36,11 @@ void pl_key_cid(char *buf, const char *room, const char *user, const char *cid);
 
 typedef struct pl_hmsg {
     int64_t seq;
-    char *json; /* the stored event, {"ev":"msg",...}, NUL-terminated */
+    const char *json; /* the stored event, {"ev":"msg",...}, NUL-terminated */
     size_t len;
     /* origin connection (Redis only; node NULL when unknown): a fetch skips
      * the sender as live delivery does */
-    char *node; /* "<node_id>.<pid>", NUL-terminated, or NULL */
+    const char *node; /* "<node_id>.<pid>", NUL-terminated, or NULL */
     int worker;
     uint64_t conn;
 } pl_hmsg_t;
@@ -53,15 +53,37 @@ typedef struct pl_hmsg {
 int pl_history_member_parse(const char *m, size_t n, const char **json, size_t *json_len,
                             const char **node, size_t *node_len, int *worker, uint64_t *conn);
 
-/* Messages oldest first. */
+/* Messages oldest first. The json and node bytes are never owned one by
+ * one: in a page handed to a callback they point into the Redis reply or
+ * into buf; a page kept past its callback (pl_history_page_keep) has them
+ * all in buf. */
 typedef struct pl_history_page {
     pl_hmsg_t *v;
     size_t n;
     int more; /* older messages exist beyond this page (Redis: in Redis; MySQL: page full) */
+    char *buf; /* one allocation holding the bytes v points at, or NULL */
 } pl_history_page_t;
 
+/* A growable byte buffer: a reply or a MySQL page is built in one. */
+typedef struct pl_hbuf {
+    char *p;
+    size_t n, cap;
+} pl_hbuf_t;
+
+/* Makes room for `more` bytes past b->n (aborts on out of memory). */
+void pl_hbuf_reserve(pl_hbuf_t *b, size_t more);
+void pl_hbuf_add(pl_hbuf_t *b, const void *s, size_t n);
+
+/* Appends s (n bytes, may hold NUL) as a JSON string literal, quotes
+ * included: byte for byte what jansson's json_dumps(json_stringn(s, n),
+ * JSON_ENCODE_ANY | JSON_COMPACT) gives, which is how the gateway
+ * pre-escapes room and text for the send script. Returns 0, or -1 with b
+ * unchanged when s is not valid UTF-8. */
+int pl_history_json_string(pl_hbuf_t *b, const char *s, size_t n);
+
 /* status 0 = page filled (possibly empty); -1 = Redis unavailable. The
- * page belongs to history.c and is freed after the callback returns. */
+ * page and every byte it points at belong to history.c and are valid only
+ * until the callback returns (copy with pl_history_page_keep). */
 typedef void (*pl_history_fn)(void *arg, int status, pl_history_page_t *page);
 
 /* Newest up to limit messages with seq < before (before <= 0: newest),
@@ -92,6 +114,14 @@ int pl_history_older_needed(const pl_history_page_t *page, int64_t before, int l
 void pl_history_older(pl_db_t *db, const char *room, int64_t before, int limit, pl_history_fn cb,
                       void *arg);
 
+/* Appends one stored msg event exactly as the send script builds it, with
+ * the room given as its JSON literal (room_json, from
+ * pl_history_json_string, so a page escapes it once). Returns 0, or -1 with
+ * b unchanged when a string is not valid UTF-8. */
+int pl_history_event_append(pl_hbuf_t *b, const char *room_json, size_t room_json_len, int64_t seq,
+                            const char *msg_id, size_t msg_id_len, const char *from,
+                            size_t from_len, const char *text, size_t text_len, int64_t ts);
+
 /* Builds one stored msg event exactly as the send script does:
  * {"ev":"msg","room":R,"seq":N,"msg_id":M,"from":F,"text":T,"ts":TS}
  * with R, M, F, T as jansson JSON string literals. Returns a malloc'd
@@ -117,7 +147,11 @@ int pl_history_contiguous(const pl_history_page_t *older, const pl_history_page_
 typedef void (*pl_floor_fn)(void *arg, int status, int64_t floor);
 void pl_history_seq_floor(pl_db_t *db, const char *room, int64_t hint, pl_floor_fn cb, void *arg);
 
-/* Frees a page's messages (for callers that build pages). */
+/* Copies src (e.g. a page lent to a callback) into dst as one allocation
+ * (dst->buf) plus the message array; free with pl_history_page_free. */
+void pl_history_page_keep(pl_history_page_t *dst, const pl_history_page_t *src);
+
+/* Frees a page's message array and buf (for pages built or kept). */
 void pl_history_page_free(pl_history_page_t *page);
 
 #endif
