@@ -268,29 +268,30 @@ static void live_msg(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint6
     r->last_seq = seq;
 }
 
-/* Channel names: "parley:{<room>}:ch" and "parley:user:{<user>}". */
+/* Channel names: "parley:{<room>}:ch" and "parley:user:{<user>}". Copies
+ * the part between prefix and suffix (1..max bytes) into out. */
+static int channel_part(const char *ch, size_t n, const char *prefix, const char *suffix,
+                        size_t max, char *out)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    if (n < pl + sl + 1 || strncmp(ch, prefix, pl) != 0 || memcmp(ch + n - sl, suffix, sl) != 0)
+        return -1;
+    size_t len = n - pl - sl;
+    if (len > max)
+        return -1;
+    memcpy(out, ch + pl, len);
+    out[len] = '\0';
+    return 0;
+}
+
 static int channel_room(const char *ch, size_t n, char *room)
 {
-    if (n < 12 || strncmp(ch, "parley:{", 8) != 0 || strcmp(ch + n - 4, "}:ch") != 0)
-        return -1;
-    size_t rl = n - 12;
-    if (rl < 1 || rl > PL_ROOM_MAX)
-        return -1;
-    memcpy(room, ch + 8, rl);
-    room[rl] = '\0';
-    return 0;
+    return channel_part(ch, n, "parley:{", "}:ch", PL_ROOM_MAX, room);
 }
 
 static int channel_user(const char *ch, size_t n, char *user)
 {
-    if (n < 14 || strncmp(ch, "parley:user:{", 13) != 0 || ch[n - 1] != '}')
-        return -1;
-    size_t ul = n - 14;
-    if (ul < 1 || ul > PL_USER_MAX)
-        return -1;
-    memcpy(user, ch + 13, ul);
-    user[ul] = '\0';
-    return 0;
+    return channel_part(ch, n, "parley:user:{", "}", PL_USER_MAX, user);
 }
 
 /* ---- DMs: per local user and dm room, the same in-order, once-only
