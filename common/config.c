@@ -79,8 +79,10 @@ int pl_parse_duration_ms(const char *s, int64_t *out)
 
 int pl_parse_size(const char *s, int64_t *out)
 {
-    static const char *const units[] = {"b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", NULL};
-    static const int64_t scales[] = {1, 1024, 1024, 1024, 1 << 20, 1 << 20, 1 << 20, 1 << 30, 1 << 30, 1 << 30};
+    static const char *const units[] = {"b",   "k", "kb", "kib", "m", "mb",
+                                        "mib", "g", "gb", "gib", NULL};
+    static const int64_t scales[] = {1,       1024,    1024,    1024,    1 << 20,
+                                     1 << 20, 1 << 20, 1 << 30, 1 << 30, 1 << 30};
     return parse_scaled(s, units, scales, 1, out);
 }
 
@@ -158,8 +160,8 @@ static int set_opt(const pl_opt_t *o, void *cfg, const char *value, char *err, s
     return 0;
 }
 
-int pl_config_set(const pl_opt_t *table, void *cfg, const char *key, const char *value,
-                  char *err, size_t errlen)
+int pl_config_set(const pl_opt_t *table, void *cfg, const char *key, const char *value, char *err,
+                  size_t errlen)
 {
     const pl_opt_t *o = find(table, key, strlen(key));
     if (o == NULL) {

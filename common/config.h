@@ -21,18 +21,21 @@ typedef enum {
 } pl_opt_type_t;
 
 typedef struct pl_opt {
-    const char *name;   /* key in the file; env PARLEY_<NAME>; flag --name */
+    const char *name; /* key in the file; env PARLEY_<NAME>; flag --name */
     pl_opt_type_t type;
-    size_t offset;      /* offsetof() the field in the program's struct */
-    const char *def;    /* default, in the same syntax as the file */
-    int64_t min, max;   /* bounds for INT/SIZE/DURATION (0,0 = unbounded) */
+    size_t offset;    /* offsetof() the field in the program's struct */
+    const char *def;  /* default, in the same syntax as the file */
+    int64_t min, max; /* bounds for INT/SIZE/DURATION (0,0 = unbounded) */
     /* Optional extra check of the raw string; returns 0 or writes a reason
      * into err and returns -1. */
     int (*check)(const char *value, char *err, size_t errlen);
-    const char *help;   /* one line for --help */
+    const char *help; /* one line for --help */
 } pl_opt_t;
 
-#define PL_OPT_END {NULL, 0, 0, NULL, 0, 0, NULL, NULL}
+#define PL_OPT_END                                                                                 \
+    {                                                                                              \
+        NULL, 0, 0, NULL, 0, 0, NULL, NULL                                                         \
+    }
 
 /* Loads defaults, then `file` (may be NULL), then the environment, then
  * args (argv-style "--key=value" or "--key value", dashes or underscores).
@@ -42,8 +45,8 @@ int pl_config_load(const pl_opt_t *table, void *cfg, const char *file, int argc,
                    char *err, size_t errlen);
 
 /* Sets one key from a string; returns 0 or -1 with err filled. */
-int pl_config_set(const pl_opt_t *table, void *cfg, const char *key, const char *value,
-                  char *err, size_t errlen);
+int pl_config_set(const pl_opt_t *table, void *cfg, const char *key, const char *value, char *err,
+                  size_t errlen);
 
 /* Frees the strings a load allocated. */
 void pl_config_free(const pl_opt_t *table, void *cfg);

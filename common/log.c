@@ -71,9 +71,9 @@ void pl_log_write(int level, const char *fmt, ...)
     char ts[32];
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 
-    size_t pos = (size_t)snprintf(line, sizeof(line), "ts=%s.%03dZ level=%s app=%s pid=%d", ts,
-                                  (int)(tv.tv_usec / 1000), level_names[level], log_app,
-                                  (int)getpid());
+    size_t pos =
+        (size_t)snprintf(line, sizeof(line), "ts=%s.%03dZ level=%s app=%s pid=%d", ts,
+                         (int)(tv.tv_usec / 1000), level_names[level], log_app, (int)getpid());
     if (log_worker >= 0)
         pos += (size_t)snprintf(line + pos, sizeof(line) - pos, " worker=%d", log_worker);
     pos += (size_t)snprintf(line + pos, sizeof(line) - pos, " msg=");

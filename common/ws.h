@@ -22,14 +22,14 @@ enum pl_ws_opcode {
 /* Close codes the codec and the servers send. */
 enum pl_ws_close_code {
     PL_WS_CLOSE_NORMAL = 1000,
-    PL_WS_CLOSE_GOING_AWAY = 1001,   /* server draining */
-    PL_WS_CLOSE_PROTOCOL = 1002,     /* any framing violation */
-    PL_WS_CLOSE_UNSUPPORTED = 1003,  /* binary where only text is allowed */
-    PL_WS_CLOSE_BAD_DATA = 1007,     /* text or close reason not UTF-8 */
-    PL_WS_CLOSE_POLICY = 1008,       /* auth failure, abuse */
-    PL_WS_CLOSE_TOO_BIG = 1009,      /* message over max_message_size */
-    PL_WS_CLOSE_INTERNAL = 1011,     /* server bug or dependency failure */
-    PL_WS_CLOSE_TRY_AGAIN = 1013,    /* slow consumer: output buffer over limit */
+    PL_WS_CLOSE_GOING_AWAY = 1001,  /* server draining */
+    PL_WS_CLOSE_PROTOCOL = 1002,    /* any framing violation */
+    PL_WS_CLOSE_UNSUPPORTED = 1003, /* binary where only text is allowed */
+    PL_WS_CLOSE_BAD_DATA = 1007,    /* text or close reason not UTF-8 */
+    PL_WS_CLOSE_POLICY = 1008,      /* auth failure, abuse */
+    PL_WS_CLOSE_TOO_BIG = 1009,     /* message over max_message_size */
+    PL_WS_CLOSE_INTERNAL = 1011,    /* server bug or dependency failure */
+    PL_WS_CLOSE_TRY_AGAIN = 1013,   /* slow consumer: output buffer over limit */
 };
 
 /* Incremental UTF-8 validator. Zero-initialise; feed any split of the
@@ -65,8 +65,8 @@ typedef struct pl_ws_frame {
     uint8_t msg_opcode; /* for data frames: TEXT or BINARY of the message it belongs to */
     uint8_t *payload;
     uint64_t len;
-    uint16_t close_code;     /* CLOSE only: code sent, or 1005 if the payload was empty */
-    const uint8_t *reason;   /* CLOSE only: reason bytes (validated UTF-8) */
+    uint16_t close_code;   /* CLOSE only: code sent, or 1005 if the payload was empty */
+    const uint8_t *reason; /* CLOSE only: reason bytes (validated UTF-8) */
     size_t reason_len;
 } pl_ws_frame_t;
 
@@ -104,8 +104,8 @@ size_t pl_ws_header(uint8_t *out, uint8_t opcode, uint64_t len);
 
 /* Writes a complete masked client frame (for tests and the load
  * generator); returns its length. out needs len + 14 bytes. */
-size_t pl_ws_client_frame(uint8_t *out, uint8_t opcode, int fin, const uint8_t *payload,
-                          size_t len, uint32_t mask);
+size_t pl_ws_client_frame(uint8_t *out, uint8_t opcode, int fin, const uint8_t *payload, size_t len,
+                          uint32_t mask);
 
 /* Computes Sec-WebSocket-Accept for a Sec-WebSocket-Key value. Returns 0
  * and 28 chars + NUL in out, or -1 if the key is not the base64 of 16

@@ -23,16 +23,16 @@ enum conn_state {
 };
 
 typedef struct pl_conn {
-    uint64_t id;            /* unique within the worker (logs, origin of envelopes) */
-    struct pl_worker *w;    /* owning worker */
-    enum conn_state state;  /* written only by conn_set_state() in conn.c */
-    char peer[48];          /* "ip:port" of the client */
-    void *session;          /* protocol layer's per-connection state (cmd.c) */
-    const char *user;       /* set by the protocol after auth (owned by session), for logs */
-    size_t out_bytes;       /* bytes queued for writing, shared frames included */
+    uint64_t id;           /* unique within the worker (logs, origin of envelopes) */
+    struct pl_worker *w;   /* owning worker */
+    enum conn_state state; /* written only by conn_set_state() in conn.c */
+    char peer[48];         /* "ip:port" of the client */
+    void *session;         /* protocol layer's per-connection state (cmd.c) */
+    const char *user;      /* set by the protocol after auth (owned by session), for logs */
+    size_t out_bytes;      /* bytes queued for writing, shared frames included */
     /* ---- transport-private fields below (conn.c) ---- */
     struct pl_conn_private *priv;
-    struct pl_conn *next;   /* worker's open or closed list (worker.c) */
+    struct pl_conn *next; /* worker's open or closed list (worker.c) */
     struct pl_conn **pprev;
 } pl_conn_t;
 

@@ -12,32 +12,32 @@
 
 typedef struct pl_gw_config {
     /* core (issue: gateway core) */
-    char *listen;               /* host:port to bind */
-    int64_t workers;            /* 0 = number of CPUs */
-    char *echo_path;            /* "" = off; test echo endpoint */
-    int64_t max_message_size;   /* bytes, whole reassembled message (1009 above) */
-    int64_t ping_interval;      /* ms between server pings */
-    int64_t ping_timeout;       /* ms of silence after a ping before closing */
-    int64_t handshake_timeout;  /* ms to finish the HTTP upgrade */
-    int64_t close_timeout;      /* ms to wait for the peer's close frame */
-    int64_t drain_timeout;      /* ms workers wait for clients on shutdown */
-    char *origins;              /* comma-separated allow-list; "" = any */
-    char *log_level;            /* error|warn|info|debug */
+    char *listen;              /* host:port to bind */
+    int64_t workers;           /* 0 = number of CPUs */
+    char *echo_path;           /* "" = off; test echo endpoint */
+    int64_t max_message_size;  /* bytes, whole reassembled message (1009 above) */
+    int64_t ping_interval;     /* ms between server pings */
+    int64_t ping_timeout;      /* ms of silence after a ping before closing */
+    int64_t handshake_timeout; /* ms to finish the HTTP upgrade */
+    int64_t close_timeout;     /* ms to wait for the peer's close frame */
+    int64_t drain_timeout;     /* ms workers wait for clients on shutdown */
+    char *origins;             /* comma-separated allow-list; "" = any */
+    char *log_level;           /* error|warn|info|debug */
     /* chat protocol */
-    char *redis_url;            /* redis://host:port/db or a unix socket path */
-    char *node_id;              /* "" = host name */
-    char *token_secret;         /* HS256 secret */
-    char *token_secret_file;    /* or read it from this file */
-    int64_t auth_timeout;       /* ms for the first (auth) frame */
-    int64_t history_recent;     /* messages kept per room in Redis */
-    int64_t history_ttl;        /* ms a room's recent history lives after its last message */
-    int64_t rate_limit;         /* messages per second per connection */
-    int64_t rate_burst;         /* token bucket size */
-    int64_t send_buffer_limit;  /* bytes queued per connection before closing 1013 */
-    int64_t max_text_size;      /* bytes of "text" in send/dm (too_large above) */
+    char *redis_url;           /* redis://host:port/db or a unix socket path */
+    char *node_id;             /* "" = host name */
+    char *token_secret;        /* HS256 secret */
+    char *token_secret_file;   /* or read it from this file */
+    int64_t auth_timeout;      /* ms for the first (auth) frame */
+    int64_t history_recent;    /* messages kept per room in Redis */
+    int64_t history_ttl;       /* ms a room's recent history lives after its last message */
+    int64_t rate_limit;        /* messages per second per connection */
+    int64_t rate_burst;        /* token bucket size */
+    int64_t send_buffer_limit; /* bytes queued per connection before closing 1013 */
+    int64_t max_text_size;     /* bytes of "text" in send/dm (too_large above) */
     /* history in MySQL */
-    char *mysql_url;            /* mysql://user:pass@host:port/db or a unix socket; "" = off */
-    int64_t mysql_pool;         /* connections per worker */
+    char *mysql_url;    /* mysql://user:pass@host:port/db or a unix socket; "" = off */
+    int64_t mysql_pool; /* connections per worker */
 } pl_gw_config_t;
 
 extern const pl_opt_t pl_gw_options[];

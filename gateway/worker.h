@@ -17,13 +17,13 @@ struct event_base;
 struct pl_metrics;
 
 typedef struct pl_worker {
-    struct event_base *base;     /* the worker's event loop */
-    const pl_gw_config_t *cfg;   /* read-only after fork */
-    int index;                   /* worker slot 0..N-1 */
-    const char *node_id;         /* cfg->node_id or the host name */
-    struct pl_metrics *metrics;  /* this worker's slot in the shared metrics page */
-    int draining;                /* set on SIGTERM: stop accepting, close 1001 */
-    void *proto;                 /* protocol layer's per-worker state (bus, rooms) */
+    struct event_base *base;    /* the worker's event loop */
+    const pl_gw_config_t *cfg;  /* read-only after fork */
+    int index;                  /* worker slot 0..N-1 */
+    const char *node_id;        /* cfg->node_id or the host name */
+    struct pl_metrics *metrics; /* this worker's slot in the shared metrics page */
+    int draining;               /* set on SIGTERM: stop accepting, close 1001 */
+    void *proto;                /* protocol layer's per-worker state (bus, rooms) */
     /* ---- worker.c private fields below ---- */
     struct pl_worker_private *priv;
 } pl_worker_t;

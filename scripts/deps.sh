@@ -14,7 +14,7 @@ PACKAGES=(
   # integration tests (Debian's python3, not a pyenv one)
   python3 python3-pytest python3-websockets
   # sanitizers, fuzzing, lint
-  clang libclang-rt-14-dev cppcheck clang-tidy
+  clang libclang-rt-14-dev cppcheck clang-tidy clang-format
   # browser test of the demo page (tests/e2e: playwright-core drives this chromium)
   chromium fonts-liberation
   # misc tools the scripts use

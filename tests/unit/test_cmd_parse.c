@@ -348,9 +348,9 @@ static void test_event_append_and_keep(void)
     pl_hbuf_t rj = {0}, b = {0};
     const char *room = "r\"\xe2\x80\xa8</script>";
     CU_ASSERT_EQUAL(pl_history_json_string(&rj, room, strlen(room)), 0);
-    CU_ASSERT_EQUAL(pl_history_event_append(&b, rj.p, rj.n, 7, "m1", 2, "bob", 3, "t\0\x7f", 3,
-                                            1764100000000),
-                    0);
+    CU_ASSERT_EQUAL(
+        pl_history_event_append(&b, rj.p, rj.n, 7, "m1", 2, "bob", 3, "t\0\x7f", 3, 1764100000000),
+        0);
     size_t n;
     char *one = pl_history_event_json(room, strlen(room), 7, "m1", 2, "bob", 3, "t\0\x7f", 3,
                                       1764100000000, &n);

@@ -14,7 +14,10 @@ typedef struct pl_unit_test {
 
 void pl_unit_register(const char *suite, const pl_unit_test_t *tests);
 
-#define PL_TEST(fn) {#fn, fn}
+#define PL_TEST(fn)                                                                                \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
 /* PL_UNIT_SUITE(ws, PL_TEST(a), PL_TEST(b)) */
 #define PL_UNIT_SUITE(suite, ...)                                                                  \
     static const pl_unit_test_t suite##_unit_tests[] = {__VA_ARGS__, {NULL, NULL}};                \
