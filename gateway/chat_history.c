@@ -10,7 +10,6 @@
 #include "util.h"
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,38 +17,45 @@
 /* ===================================================================== */
 /* history / presence / typing                                            */
 
-static void history_reply(req_t *q, pl_history_page_t *older, int more)
+#define ADD_LIT(b, s) pl_hbuf_add((b), (s), sizeof(s) - 1)
+
+/* recent is the Redis part (lent by its callback or kept in q->recent). */
+static void history_reply(req_t *q, const pl_history_page_t *older,
+                          const pl_history_page_t *recent, int more)
 {
-    /* The stored events are JSON we built: splice them in as they are. */
-    size_t cap = 256, n = 0;
-    for (size_t i = 0; i < q->recent.n; i++)
-        cap += q->recent.v[i].len + 1;
+    /* The stored events are JSON we built: splice them in as they are,
+     * into one buffer sized up front, sent as one frame. */
+    size_t room_len = strlen(q->room), cap = 96 + 6 * room_len;
+    for (size_t i = 0; i < recent->n; i++)
+        cap += recent->v[i].len + 1;
     for (size_t i = 0; older && i < older->n; i++)
         cap += older->v[i].len + 1;
-    char *rj = chat_json_literal(q->room, strlen(q->room));
-    cap += strlen(rj);
-    char *buf = pl_xmalloc(cap);
+    pl_hbuf_t b = {0};
+    pl_hbuf_reserve(&b, cap);
     if (q->has_id)
-        n += (size_t)snprintf(buf + n, cap - n, "{\"id\":%" PRId64 ",\"ok\":true,", q->id);
+        b.n += (size_t)snprintf(b.p, b.cap, "{\"id\":%" PRId64 ",\"ok\":true,\"room\":", q->id);
     else
-        n += (size_t)snprintf(buf + n, cap - n, "{\"ok\":true,");
-    n += (size_t)snprintf(buf + n, cap - n, "\"room\":%s,\"messages\":[", rj);
+        ADD_LIT(&b, "{\"ok\":true,\"room\":");
+    (void)pl_history_json_string(&b, q->room, room_len); /* from a valid command: UTF-8 */
+    ADD_LIT(&b, ",\"messages\":[");
     int first = 1;
     for (int part = 0; part < 2; part++) {
-        pl_history_page_t *pg = part == 0 ? older : &q->recent;
+        const pl_history_page_t *pg = part == 0 ? older : recent;
         for (size_t i = 0; pg && i < pg->n; i++) {
             if (!first)
-                buf[n++] = ',';
+                b.p[b.n++] = ',';
             first = 0;
-            memcpy(buf + n, pg->v[i].json, pg->v[i].len);
-            n += pg->v[i].len;
+            memcpy(b.p + b.n, pg->v[i].json, pg->v[i].len);
+            b.n += pg->v[i].len;
         }
     }
-    n += (size_t)snprintf(buf + n, cap - n, "],\"more\":%s}", more ? "true" : "false");
+    if (more)
+        ADD_LIT(&b, "],\"more\":true}");
+    else
+        ADD_LIT(&b, "],\"more\":false}");
     if (q->s->c)
-        pl_conn_send_text(q->s->c, buf, n);
-    free(buf);
-    free(rj);
+        pl_conn_send_text(q->s->c, b.p, b.n);
+    free(b.p);
 }
 
 /* The oldest seq a reply holds (0 when empty). */
@@ -79,7 +85,7 @@ static void on_history_older(void *arg, int status, pl_history_page_t *page)
         return;
     }
     /* a full older part may have even older ones behind it; seqs start at 1 */
-    history_reply(q, page, page->more && oldest_seq(page, &q->recent) > 1);
+    history_reply(q, page, &q->recent, page->more && oldest_seq(page, &q->recent) > 1);
     chat_req_free(q);
 }
 
@@ -91,20 +97,19 @@ static void on_history(void *arg, int status, pl_history_page_t *page)
         chat_req_free(q);
         return;
     }
-    /* keep the Redis part: the page is freed after this callback */
-    q->recent = *page;
-    memset(page, 0, sizeof(*page));
     int64_t older_before;
     int older_limit;
     proto_t *p = q->s->p;
-    if (pl_history_older_needed(&q->recent, q->before, q->limit, &older_before, &older_limit)) {
+    if (pl_history_older_needed(page, q->before, q->limit, &older_before, &older_limit)) {
+        /* keep the Redis part: the page only lives during this callback */
+        pl_history_page_keep(&q->recent, page);
         pl_history_older(p->db, q->room, older_before, older_limit, on_history_older, q);
         return;
     }
     /* a full Redis page: with MySQL, older ones exist below it unless it
-     * reached seq 1 */
-    int more = q->recent.more || (p->db && oldest_seq(NULL, &q->recent) > 1);
-    history_reply(q, NULL, more);
+     * reached seq 1; answered from the reply's own bytes, no copy kept */
+    int more = page->more || (p->db && oldest_seq(NULL, page) > 1);
+    history_reply(q, NULL, page, more);
     chat_req_free(q);
 }
 

@@ -178,7 +178,27 @@ typedef struct hreq {
     int limit; /* > 0: newest-first reply of limit+1 to reverse; 0: oldest-first range */
 } hreq_t;
 
-/* The page handed to the callback is a copy in one allocation (page.buf). */
+/* The seq of a stored event: the script writes {"ev":"msg","room":R,"seq":N
+ * and R is a JSON literal, inside which every '"' follows a backslash, so
+ * the first ,"seq": is the field. Saves asking Redis for the scores (a
+ * second reply object per message). Returns -1 if there is none. */
+static int64_t event_seq(const char *json, size_t len)
+{
+    static const char pat[] = ",\"seq\":";
+    const char *p = memmem(json, len, pat, sizeof(pat) - 1), *end = json + len;
+    if (p == NULL)
+        return -1;
+    p += sizeof(pat) - 1;
+    int64_t v = 0;
+    const char *s = p;
+    while (p < end && *p >= '0' && *p <= '9' && p - s < 18)
+        v = v * 10 + (*p++ - '0');
+    return p > s && p < end && (*p == ',' || *p == '}') ? v : -1;
+}
+
+/* The page lends the reply's bytes: each member's JSON is its suffix, so
+ * it is NUL-terminated where hiredis ends the string. Only origins (not
+ * NUL-terminated in the member) are copied, into page.buf. */
 static void on_zrange(void *arg, redisReply *r)
 {
     hreq_t *q = arg;
@@ -188,30 +208,43 @@ static void on_zrange(void *arg, redisReply *r)
         free(q);
         return;
     }
-    size_t n = r->elements / 2, bytes = 0;
-    for (size_t i = 0; i < n; i++)
-        bytes += r->element[2 * i]->len + 2;
+    size_t n = r->elements, nodes = 0;
     page.v = pl_xcalloc(n + 1, sizeof(*page.v));
-    char *p = page.buf = pl_xmalloc(bytes + 1);
     for (size_t i = 0; i < n; i++) {
-        redisReply *m = r->element[2 * i], *s = r->element[2 * i + 1];
-        if (m->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING)
+        redisReply *m = r->element[i];
+        if (m->type != REDIS_REPLY_STRING)
             continue;
-        pl_hmsg_t *h = &page.v[page.n++];
-        h->seq = strtoll(s->str, NULL, 10);
+        pl_hmsg_t *h = &page.v[page.n];
         const char *json, *node = NULL;
         size_t jl, nl = 0;
         if (pl_history_member_parse(m->str, m->len, &json, &jl, &node, &nl, &h->worker, &h->conn)) {
-            memcpy(p, node, nl);
+            h->node = node; /* provisional: copied below */
+            nodes += nl + 1;
+        }
+        h->json = json;
+        h->len = jl;
+        if ((h->seq = event_seq(json, jl)) < 0) {
+            pl_log_error("recent history member without a seq, page refused\tlen=%zu", m->len);
+            pl_history_page_free(&page);
+            q->cb(q->arg, -1, &page);
+            free(q);
+            return;
+        }
+        page.n++;
+    }
+    if (nodes) {
+        char *p = page.buf = pl_xmalloc(nodes);
+        for (size_t i = 0; i < page.n; i++) {
+            pl_hmsg_t *h = &page.v[i];
+            if (h->node == NULL)
+                continue;
+            /* the origin ends at the JSON: "<node><json>" */
+            size_t nl = (size_t)(h->json - h->node);
+            memcpy(p, h->node, nl);
             p[nl] = '\0';
             h->node = p;
             p += nl + 1;
         }
-        memcpy(p, json, jl);
-        p[jl] = '\0';
-        h->json = p;
-        h->len = jl;
-        p += jl + 1;
     }
     if (q->limit > 0) {
         /* newest first, one extra to know whether more exist */
@@ -240,15 +273,15 @@ int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit
     else
         snprintf(max, sizeof(max), "+inf");
     snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *argv[] = {"ZREVRANGEBYSCORE", key, max, "-inf", "WITHSCORES", "LIMIT", "0", lim};
-    size_t lens[8];
-    for (int i = 0; i < 8; i++)
+    const char *argv[] = {"ZREVRANGEBYSCORE", key, max, "-inf", "LIMIT", "0", lim};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
     hreq_t *q = pl_xcalloc(1, sizeof(*q));
     q->cb = cb;
     q->arg = arg;
     q->limit = limit;
-    if (pl_bus_command(bus, on_zrange, q, 8, argv, lens) < 0) {
+    if (pl_bus_command(bus, on_zrange, q, 7, argv, lens) < 0) {
         free(q);
         return -1;
     }
@@ -265,14 +298,14 @@ int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upt
         snprintf(max, sizeof(max), "%" PRId64, upto);
     else
         snprintf(max, sizeof(max), "+inf");
-    const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "WITHSCORES"};
-    size_t lens[5];
-    for (int i = 0; i < 5; i++)
+    const char *argv[] = {"ZRANGEBYSCORE", key, min, max};
+    size_t lens[4];
+    for (int i = 0; i < 4; i++)
         lens[i] = strlen(argv[i]);
     hreq_t *q = pl_xcalloc(1, sizeof(*q));
     q->cb = cb;
     q->arg = arg;
-    if (pl_bus_command(bus, on_zrange, q, 5, argv, lens) < 0) {
+    if (pl_bus_command(bus, on_zrange, q, 4, argv, lens) < 0) {
         free(q);
         return -1;
     }
