@@ -20,8 +20,8 @@
 #define ADD_LIT(b, s) pl_hbuf_add((b), (s), sizeof(s) - 1)
 
 /* recent is the Redis part (lent by its callback or kept in q->recent). */
-static void history_reply(req_t *q, const pl_history_page_t *older,
-                          const pl_history_page_t *recent, int more)
+static void history_reply(req_t *q, const pl_history_page_t *older, const pl_history_page_t *recent,
+                          int more)
 {
     /* The stored events are JSON we built: splice them in as they are,
      * into one buffer sized up front, sent as one frame. */

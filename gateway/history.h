@@ -60,7 +60,7 @@ int pl_history_member_parse(const char *m, size_t n, const char **json, size_t *
 typedef struct pl_history_page {
     pl_hmsg_t *v;
     size_t n;
-    int more; /* older messages exist beyond this page (Redis: in Redis; MySQL: page full) */
+    int more;  /* older messages exist beyond this page (Redis: in Redis; MySQL: page full) */
     char *buf; /* one allocation holding the bytes v points at, or NULL */
 } pl_history_page_t;
 
