@@ -26,7 +26,7 @@ typedef struct pl_conn {
     uint64_t id;           /* unique within the worker (logs, origin of envelopes) */
     struct pl_worker *w;   /* owning worker */
     enum conn_state state; /* written only by conn_set_state() in conn.c */
-    char peer[48];         /* "ip:port" of the client */
+    char peer[56];         /* "ip:port" or "[ipv6]:port" of the client */
     void *session;         /* protocol layer's per-connection state (cmd.c) */
     const char *user;      /* set by the protocol after auth (owned by session), for logs */
     size_t out_bytes;      /* bytes queued for writing, shared frames included */
