@@ -270,13 +270,18 @@ void chat_req_error(req_t *q, const char *code, const char *msg)
     chat_reply_error(q->s, q->has_id, q->id, code, msg);
 }
 
-/* A JSON string literal for s (with quotes), malloc'd. */
+/* A JSON string literal for s (with quotes), malloc'd; NULL if s is not
+ * UTF-8. The same escaper as history pages, so stored and rebuilt events
+ * are byte-identical. */
 char *chat_json_literal(const char *s, size_t n)
 {
-    json_t *j = json_stringn(s, n);
-    char *out = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(j);
-    return out;
+    pl_hbuf_t b = {0};
+    if (pl_history_json_string(&b, s, n) < 0) {
+        free(b.p);
+        return NULL;
+    }
+    pl_hbuf_add(&b, "", 1);
+    return b.p;
 }
 
 /* ===================================================================== */

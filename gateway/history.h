@@ -76,8 +76,8 @@ void pl_hbuf_add(pl_hbuf_t *b, const void *s, size_t n);
 
 /* Appends s (n bytes, may hold NUL) as a JSON string literal, quotes
  * included: byte for byte what jansson's json_dumps(json_stringn(s, n),
- * JSON_ENCODE_ANY | JSON_COMPACT) gives, which is how the gateway
- * pre-escapes room and text for the send script. Returns 0, or -1 with b
+ * JSON_ENCODE_ANY | JSON_COMPACT) gives (unit-tested against it). The send
+ * path (chat_json_literal) uses it too, so stored and rebuilt events match. Returns 0, or -1 with b
  * unchanged when s is not valid UTF-8. */
 int pl_history_json_string(pl_hbuf_t *b, const char *s, size_t n);
 
