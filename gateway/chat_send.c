@@ -237,11 +237,14 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
 {
     session_t *s = q->s;
     char kseq[PL_KEY_MAX], krecent[PL_KEY_MAX], kcid[PL_KEY_MAX], karch[PL_KEY_MAX];
+    char kblock[PL_KEY_MAX], block[200];
     pl_key_room(kseq, q->room, "seq");
     pl_key_room(krecent, q->room, "recent");
     pl_key_cid(kcid, q->room, s->auth.user, q->cid ? q->cid : "");
     pl_key_room(karch, q->room, "archived");
-    const char *keys[] = {kseq, krecent, kcid, PL_KEY_ARCHIVE, karch};
+    snprintf(block, sizeof(block), "noseq:%s.%d", p->origin, p->w->index);
+    pl_key_room(kblock, q->room, block);
+    const char *keys[] = {kseq, krecent, kcid, PL_KEY_ARCHIVE, karch, kblock};
 
     char keep[24], ttl[24], worker[16], conn[24], ch1[PL_KEY_MAX], ch2[PL_KEY_MAX];
     snprintf(keep, sizeof(keep), "%" PRId64, p->w->cfg->history_recent);
@@ -279,7 +282,7 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
     for (int i = 0; i < nargs; i++)
         lens[i] = strlen(args[i]);
     lens[SEND_TEXT] = q->text_len;
-    int rc = pl_script_call(p->bus, PL_SCRIPT_SEND, 5, keys, nargs, args, lens, on_send, q);
+    int rc = pl_script_call(p->bus, PL_SCRIPT_SEND, 6, keys, nargs, args, lens, on_send, q);
     free(rj);
     free(tj);
     if (rc < 0) {

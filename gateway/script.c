@@ -25,17 +25,27 @@
 #include <string.h>
 
 static const char send_lua[] =
-    "local seqk, recent, cidk, archive, archk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
+    "local seqk, recent, cidk, archive, archk, blockk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], "
+    "KEYS[5], KEYS[6]\n"
     "local mysql = ARGV[14] == '1'\n"
     "if ARGV[13] == '1' then\n"
     "  local prev = redis.call('GET', cidk)\n"
     "  if prev then return {'dup', prev} end\n"
     "end\n"
+    /* blockk is this worker's "waiting for a floor" mark: while it stands,
+     * the worker's later sends answer noseq too, even once another worker
+     * has set the seq, so none overtakes the one that waits (send order). */
     "if redis.call('EXISTS', seqk) == 0 then\n"
-    "  if ARGV[1] == '' then return {'noseq'} end\n"
+    "  if ARGV[1] == '' then\n"
+    "    redis.call('SET', blockk, '1', 'PX', 10000)\n"
+    "    return {'noseq'}\n"
+    "  end\n"
     "  redis.call('SET', seqk, ARGV[1], 'NX')\n"
     "  if mysql then redis.call('SET', archk, ARGV[1], 'NX') end\n"
+    "elseif ARGV[1] == '' and redis.call('EXISTS', blockk) == 1 then\n"
+    "  return {'noseq'}\n"
     "end\n"
+    "if ARGV[1] ~= '' then redis.call('DEL', blockk) end\n"
     "local seq = redis.call('INCR', seqk)\n"
     "local t = redis.call('TIME')\n"
     "local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"

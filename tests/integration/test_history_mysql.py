@@ -234,6 +234,29 @@ async def test_pipelined_sends_into_new_room_keep_order_without_mysql(gateway, f
     await order_case(gateway(redis_url=fresh_redis.url, **FAST))
 
 
+async def test_concurrent_publishers_on_two_nodes_keep_their_send_order(gateway, fresh_redis):
+    """Publishers on two nodes pipeline into a fresh room at once: one
+    worker's floor run creates the seq while another worker still has a
+    send waiting for its floor; that worker's later sends must not overtake
+    it (each publisher's acks rise in send order, all seqs gapless)."""
+    a = gateway(redis_url=fresh_redis.url, node_id="ord-a", **FAST)
+    b = gateway(redis_url=fresh_redis.url, node_id="ord-b", **FAST)
+    for _ in range(5):
+        room = uniq("race")
+        pubs = [await login(g, f"p{i}") for i, g in enumerate([a, b] * 4)]
+        for p in pubs:
+            await p.ok("join", room=room)
+        results = await asyncio.gather(
+            *(send_many(p, room, [f"{i}-{k}" for k in range(30)]) for i, p in enumerate(pubs)))
+        every = []
+        for acks in results:
+            seqs = [x["seq"] for x in acks]
+            assert seqs == sorted(seqs), seqs
+            every += seqs
+        assert sorted(every) == list(range(1, len(every) + 1))
+        await closeall(*pubs)
+
+
 def test_archived_marker_only_covers_contiguous_committed_seqs(archiver, fresh_redis,
                                                                fresh_database):
     """Batches may commit out of order (several writers): the marker must
