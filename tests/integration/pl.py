@@ -176,7 +176,37 @@ def parse_http_response(data):
 
 # ---------------------------------------------------------------- Redis
 
-class Redis:
+class _ChildServer:
+    """Stop/kill/restart for a server child kept in self.proc (start() is the
+    subclass's); stop_timeout is how long a clean shutdown may take."""
+    stop_timeout = 10
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=None):
+        """SIGTERM (clean shutdown) and wait; down until start()."""
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout or self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self
+
+    def kill(self):
+        """SIGKILL: a crash rather than a shutdown."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait()
+        return self
+
+    def restart(self):
+        return self.stop().start()
+
+
+class Redis(_ChildServer):
     """A redis-server child on 127.0.0.1:port with its files in dir.
 
     .host .port .url ("redis://127.0.0.1:P/0"), .cli(*args) -> stdout text,
@@ -218,9 +248,6 @@ class Redis:
                               f"within {timeout}s:\n{tail(self.log)}")
             time.sleep(0.05)
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def cli(self, *args, check=True):
         """redis-cli -p PORT args...; returns stdout without the last newline."""
         r = subprocess.run([self.cli_bin, "-h", self.host, "-p", str(self.port)] + [str(a) for a in args],
@@ -230,31 +257,11 @@ class Redis:
                           f"{r.stdout}{r.stderr}")
         return r.stdout.rstrip("\n")
 
-    def stop(self, timeout=10):
-        """SIGTERM and wait: Redis is down until start()."""
-        if self.running():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self
-
-    def kill(self):
-        """SIGKILL: a crash rather than a shutdown."""
-        if self.running():
-            self.proc.kill()
-            self.proc.wait()
-        return self
-
-    def restart(self):
-        return self.stop().start()
 
 
 # ---------------------------------------------------------------- MariaDB
 
-class MariaDB:
+class MariaDB(_ChildServer):
     """A mariadbd child on 127.0.0.1:port, datadir under dir, root via its socket.
 
     .host .port .socket .user .password .database ("parley_test") .url
@@ -262,6 +269,7 @@ class MariaDB:
     -> list of row tuples (strings; NULL as None), .scalar(sql),
     .fresh_database() -> name, .url_for(db), .stop() .kill() .start().
     """
+    stop_timeout = 30  # InnoDB shutdown
 
     user = "parley"
     password = "parley-pw"
@@ -332,9 +340,6 @@ class MariaDB:
             )
         return self
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def _root(self, args, db=None):
         argv = [self.client_bin, "--no-defaults", "-S", self.socket, "-uroot", "-N", "-B"] + args
         if db:
@@ -376,25 +381,6 @@ class MariaDB:
         if self.running():
             self.query(f"DROP DATABASE IF EXISTS {name}")
 
-    def stop(self, timeout=30):
-        """SIGTERM (clean shutdown) and wait; start() brings the same data back."""
-        if self.running():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self
-
-    def kill(self):
-        if self.running():
-            self.proc.kill()
-            self.proc.wait()
-        return self
-
-    def restart(self):
-        return self.stop().start()
 
 
 # ---------------------------------------------------------------- our programs
