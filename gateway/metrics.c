@@ -151,34 +151,28 @@ static void render_labelled(struct evbuffer *out, const char *name, const char *
                             (long long)slot_sum(s, off));
 }
 
+/* One unlabelled series: HELP/TYPE, the sum over workers, then each worker. */
+static void render_series(struct evbuffer *out, const char *name, const char *type,
+                          const char *help, size_t off)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    int64_t total = 0;
+    for (int s = 0; s < nslots; s++)
+        total += slot_sum(s, off);
+    evbuffer_add_printf(out, "%s %lld\n", name, (long long)total);
+    for (int s = 0; s < nslots; s++)
+        evbuffer_add_printf(out, "%s{worker=\"%d\"} %lld\n", name, s, (long long)slot_sum(s, off));
+}
+
 void pl_metrics_render(struct evbuffer *out)
 {
     if (blocks == NULL)
         return;
-    for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
-        size_t off = scalars[i].offset;
-        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", scalars[i].name, scalars[i].help,
-                            scalars[i].name, scalars[i].type);
-        int64_t total = 0;
-        for (int s = 0; s < nslots; s++)
-            total += slot_sum(s, off);
-        evbuffer_add_printf(out, "%s %lld\n", scalars[i].name, (long long)total);
-        for (int s = 0; s < nslots; s++)
-            evbuffer_add_printf(out, "%s{worker=\"%d\"} %lld\n", scalars[i].name, s,
-                                (long long)slot_sum(s, off));
-    }
-    for (int id = 0; id < nextras; id++) {
-        size_t off = offsetof(pl_metrics_t, extra) + (size_t)id * sizeof(int64_t);
-        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", extras[id].name, extras[id].help,
-                            extras[id].name, extras[id].type);
-        int64_t total = 0;
-        for (int s = 0; s < nslots; s++)
-            total += slot_sum(s, off);
-        evbuffer_add_printf(out, "%s %lld\n", extras[id].name, (long long)total);
-        for (int s = 0; s < nslots; s++)
-            evbuffer_add_printf(out, "%s{worker=\"%d\"} %lld\n", extras[id].name, s,
-                                (long long)slot_sum(s, off));
-    }
+    for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
+        render_series(out, scalars[i].name, scalars[i].type, scalars[i].help, scalars[i].offset);
+    for (int id = 0; id < nextras; id++)
+        render_series(out, extras[id].name, extras[id].type, extras[id].help,
+                      offsetof(pl_metrics_t, extra) + (size_t)id * sizeof(int64_t));
     for (int r = 0; r < PL_HS_NREASONS; r++)
         render_labelled(out, "parley_handshake_failures_total", "counter",
                         "HTTP requests that did not become a WebSocket, by reason.", "reason",
