@@ -19,7 +19,7 @@ SECONDS_PER_TARGET=${FUZZ_SECONDS:-30}
 CC=${CC:-clang}
 CFLAGS=(-std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        -Icommon -Igateway)
+        -Icommon -Igateway -Igateway/net)
 
 # The sources and libraries each target links besides its own file. A new
 # target adds one entry here.
@@ -29,7 +29,7 @@ target_deps() {
     SRCS=(common/ws.c common/util.c common/log.c)
     LIBS=(-lcrypto) ;;
   fuzz_http)
-    SRCS=(gateway/http.c common/ws.c common/util.c common/log.c)
+    SRCS=(gateway/net/http.c common/ws.c common/util.c common/log.c)
     LIBS=(-lcrypto) ;;
   fuzz_envelope)
     SRCS=(common/envelope.c common/util.c common/log.c)

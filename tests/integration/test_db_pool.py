@@ -1,5 +1,5 @@
 """
-gateway/db.c, the worker's asynchronous MariaDB pool, checked through
+gateway/store/db.c, the worker's asynchronous MariaDB pool, checked through
 tests/dbcheck/dbcheck (built by `make check`) against the session MariaDB:
 max seq, history pages, hostile bytes, concurrency over a small pool, a
 loop that keeps ticking while the database is slow, stopped or hung, and

@@ -22,17 +22,8 @@
 
 #include "bus.h"
 #include "db.h"
+#include "keys.h"
 
-#define PL_KEY_MAX 512
-
-/* "parley:{<room>}:<what>" into buf (PL_KEY_MAX bytes). The braces are a
- * cluster hash tag: all keys of a room live on one shard. */
-void pl_key_room(char *buf, const char *room, const char *what);
-/* Channel of a user's DMs: "parley:user:{<user>}". */
-void pl_key_user(char *buf, const char *user);
-/* "parley:{<room>}:cid:<user>:<cid>" (5 minute TTL). */
-void pl_key_cid(char *buf, const char *room, const char *user, const char *cid);
-#define PL_KEY_ARCHIVE "parley:archive"
 
 typedef struct pl_hmsg {
     int64_t seq;

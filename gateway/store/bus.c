@@ -10,7 +10,7 @@
  */
 #include "bus.h"
 #include "log.h"
-#include "room.h"
+#include "map.h"
 #include "util.h"
 
 #include <inttypes.h>

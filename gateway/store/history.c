@@ -15,7 +15,6 @@
  * and the caller answers unavailable rather than a page with a hole.
  */
 #include "history.h"
-#include "auth.h"
 #include "log.h"
 #include "util.h"
 #include "ws.h"
@@ -24,21 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void pl_key_room(char *buf, const char *room, const char *what)
-{
-    snprintf(buf, PL_KEY_MAX, "parley:{%s}:%s", room, what);
-}
-
-void pl_key_user(char *buf, const char *user)
-{
-    snprintf(buf, PL_KEY_MAX, "parley:user:{%s}", user);
-}
-
-void pl_key_cid(char *buf, const char *room, const char *user, const char *cid)
-{
-    snprintf(buf, PL_KEY_MAX, "parley:{%s}:cid:%s:%s", room, user, cid);
-}
 
 void pl_history_page_free(pl_history_page_t *page)
 {

@@ -10,10 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keys.h"
 #include "options.h"
 
-#define PL_USER_MAX 64
-#define PL_ROOM_MAX 128
 
 typedef struct pl_auth {
     char user[PL_USER_MAX + 1]; /* sub */
