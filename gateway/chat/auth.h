@@ -13,7 +13,6 @@
 #include "keys.h"
 #include "options.h"
 
-
 typedef struct pl_auth {
     char user[PL_USER_MAX + 1]; /* sub */
     char *name;                 /* optional display name, or NULL */

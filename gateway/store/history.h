@@ -24,7 +24,6 @@
 #include "db.h"
 #include "keys.h"
 
-
 typedef struct pl_hmsg {
     int64_t seq;
     const char *json; /* the stored event, {"ev":"msg",...}, NUL-terminated */
