@@ -1,13 +1,18 @@
 /*
  * parley-gateway entry point: the command line and the config, validated
- * before anything forks, then the master (master.c).
+ * before anything forks, then the master (master.c). The one place that
+ * knows every layer: it tells the transport which module serves which
+ * WebSocket path (setup).
  *
  *   parley-gateway [-c FILE] [--check-config] [--help] [--key value ...]
  */
 #include "config.h"
+#include "echo.h"
 #include "log.h"
 #include "master.h"
+#include "ops.h"
 #include "options.h"
+#include "register.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,15 @@ static void usage(FILE *out)
                  "  -h, --help        show this help\n"
                  "keys (file key, PARLEY_<KEY> env, --key flag):\n");
     pl_config_usage(pl_gw_options, out);
+}
+
+/* The path -> module table for cfg (pl_master_setup_fn): /ws first, so it
+ * wins over an echo_path of /ws as it always has. */
+static void setup(const pl_gw_config_t *cfg)
+{
+    pl_ops_clear();
+    pl_chat_register();
+    pl_echo_register(cfg->echo_path);
 }
 
 int main(int argc, char **argv)
@@ -59,5 +73,5 @@ int main(int argc, char **argv)
     }
     pl_log_level = pl_log_level_parse(cfg.log_level);
     pl_log_init("gateway", -1);
-    return pl_master_run(&cfg, file, nrest, rest);
+    return pl_master_run(&cfg, file, nrest, rest, setup);
 }

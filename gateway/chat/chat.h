@@ -27,7 +27,7 @@
 #define PRESENCE_WINDOW_MS 45000 /* a member not refreshed for this long is gone */
 #define PRESENCE_KEY_TTL_MS 120000
 
-/* The worker's chat state (w->proto). */
+/* The worker's chat state (worker_proto in cmd.c). */
 typedef struct proto {
     pl_worker_t *w;
     pl_bus_t *bus;

@@ -1,7 +1,8 @@
 /*
  * Chat protocol v1 (docs/protocol.md): parsing one client frame, the
  * per-connection session, dispatch to one handler per op (chat_*.c, see
- * chat.h), replies, auth and the worker seam (proto.h).
+ * chat.h), replies, auth and the seam: the chat module's hooks (ops.h),
+ * registered for /ws by pl_chat_register.
  */
 #include "cmd.h"
 #include "chat.h"
@@ -13,8 +14,9 @@
 #include "history.h"
 #include "log.h"
 #include "metrics.h"
-#include "proto.h"
+#include "ops.h"
 #include "ratelimit.h"
+#include "register.h"
 #include "room.h"
 #include "script.h"
 #include "token.h"
@@ -191,11 +193,6 @@ void chat_count(int id, int64_t n)
         pl_metrics_add(metrics, id, n);
 }
 
-static proto_t *proto_of(pl_conn_t *c)
-{
-    return c->w->proto;
-}
-
 static void session_unref(session_t *s)
 {
     if (--s->refs > 0)
@@ -356,9 +353,13 @@ static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 }
 
 /* ===================================================================== */
-/* the seam (proto.h)                                                     */
+/* the seam: the chat module's hooks (ops.h)                              */
 
-int pl_proto_worker_start(struct pl_worker *w)
+/* This process's worker's chat state, from worker_start to worker_stop (a
+ * worker is a process, like metrics above). */
+static proto_t *worker_proto;
+
+static int on_worker_start(pl_worker_t *w)
 {
     proto_t *p = pl_xcalloc(1, sizeof(*p));
     p->w = w;
@@ -405,18 +406,16 @@ int pl_proto_worker_start(struct pl_worker *w)
     p->beat = event_new(w->base, -1, EV_PERSIST, chat_on_beat, p);
     struct timeval tv = {PRESENCE_BEAT_MS / 1000, 0};
     evtimer_add(p->beat, &tv);
-    w->proto = p;
+    worker_proto = p;
     return 0;
 }
 
-void pl_proto_worker_drain(struct pl_worker *w)
-{
-    (void)w; /* the transport closes connections with 1001; each leaves its rooms */
-}
+/* No worker_drain: the transport closes connections with 1001; each leaves
+ * its rooms in on_closed. */
 
-void pl_proto_worker_stop(struct pl_worker *w)
+static void on_worker_stop(pl_worker_t *w)
 {
-    proto_t *p = w->proto;
+    proto_t *p = worker_proto;
     if (p == NULL)
         return;
     event_free(p->beat);
@@ -443,12 +442,12 @@ void pl_proto_worker_stop(struct pl_worker *w)
     pl_map_clear(&p->dms);
     free(p->secret);
     free(p);
-    w->proto = NULL;
+    worker_proto = NULL;
 }
 
-void pl_proto_open(struct pl_conn *c)
+static void on_open(pl_conn_t *c)
 {
-    proto_t *p = proto_of(c);
+    proto_t *p = worker_proto;
     session_t *s = pl_xcalloc(1, sizeof(*s));
     s->c = c;
     s->p = p;
@@ -460,10 +459,10 @@ void pl_proto_open(struct pl_conn *c)
     evtimer_add(s->auth_timer, &tv);
 }
 
-void pl_proto_message(struct pl_conn *c, const uint8_t *text, size_t len)
+static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
 {
     session_t *s = c->session;
-    proto_t *p = proto_of(c);
+    proto_t *p = worker_proto;
     if (s == NULL)
         return;
     pl_cmd_t cmd;
@@ -525,10 +524,10 @@ void pl_proto_message(struct pl_conn *c, const uint8_t *text, size_t len)
     pl_cmd_free(&cmd);
 }
 
-void pl_proto_closed(struct pl_conn *c)
+static void on_closed(pl_conn_t *c)
 {
     session_t *s = c->session;
-    proto_t *p = proto_of(c);
+    proto_t *p = worker_proto;
     if (s == NULL)
         return;
     while (s->rooms)
@@ -546,4 +545,18 @@ void pl_proto_closed(struct pl_conn *c)
     c->session = NULL;
     c->user = NULL;
     session_unref(s);
+}
+
+static const pl_ws_ops_t chat_ops = {
+    .name = "chat",
+    .worker_start = on_worker_start,
+    .worker_stop = on_worker_stop,
+    .open = on_open,
+    .message = on_message,
+    .closed = on_closed, /* no binary: the chat path takes text only (1003) */
+};
+
+int pl_chat_register(void)
+{
+    return pl_ops_register("/ws", &chat_ops);
 }

@@ -11,6 +11,10 @@
  * buffer (the evbuffer is created on the first queued byte and freed when
  * it has been written out).
  *
+ * What runs over the WebSocket is the module registered for the request
+ * path (ops.h): conn.c keeps its id and calls its hooks (open, message,
+ * binary, closed); it knows nothing of chat or echo.
+ *
  * Output accounting: out_bytes counts every queued byte, shared frames
  * included. head_left tracks how much of the frame at the head of the
  * queue is still unwritten, so on overflow (1013) the queue can be cut at
@@ -20,7 +24,8 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
-#include "proto.h"
+#include "net_private.h"
+#include "ops.h"
 #include "util.h"
 #include "worker.h"
 #include "ws.h"
@@ -43,15 +48,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum conn_kind {
-    KIND_NONE, /* not upgraded (yet) */
-    KIND_CHAT, /* /ws: text messages go to the protocol layer */
-    KIND_ECHO, /* echo_path: messages are echoed back */
-};
-
 /* Laid out without holes: tens of thousands of these live at once, and
- * conn_full_t (600 bytes) sits just below a malloc size class step. */
+ * conn_full_t (608 bytes) sits just below a malloc size class step. */
 struct pl_conn_private {
+    pl_conn_t *next; /* the worker's open or closed list (pl_conn_list_*) */
+    pl_conn_t **pprev;
     struct event ev_read;  /* EV_READ|EV_PERSIST on fd, added from accept until CLOSED */
     struct event ev_write; /* EV_WRITE|EV_PERSIST, added only while out holds bytes */
     struct event ev_timer; /* HTTP: handshake timeout; OPEN: ping; CLOSING: close/linger timeout */
@@ -67,9 +68,9 @@ struct pl_conn_private {
     uint32_t close_mark;       /* CLOSING: bytes the kernel held for the peer when the close
                                   timer was armed, plus what we wrote since (see closing_arm) */
     int fd;
-    unsigned kind : 2;   /* enum conn_kind */
+    unsigned ops : 3;    /* pl_ops_by_id index of the path's module; 0 before the upgrade */
     unsigned ws : 1;     /* the 101 was queued: out holds WebSocket frames */
-    unsigned opened : 1; /* pl_proto_open was called; pl_proto_closed is owed */
+    unsigned opened : 1; /* the module's open ran (or would have): its closed is owed */
     unsigned awaiting_pong : 1;
     unsigned peer_closed : 1; /* the peer's close frame arrived */
     unsigned linger : 1;      /* once flushed: half-close, drop input until EOF (see after_flush) */
@@ -81,6 +82,13 @@ typedef struct conn_full {
     pl_conn_t pub;
     struct pl_conn_private priv;
 } conn_full_t;
+
+_Static_assert(PL_OPS_MAX < 8, "struct pl_conn_private keeps the ops id in 3 bits");
+
+static const pl_ws_ops_t *ops_of(const pl_conn_t *c)
+{
+    return pl_ops_by_id[c->priv->ops];
+}
 
 static const char *const state_names[] = {
     [CONN_HTTP] = "http",
@@ -266,6 +274,14 @@ void pl_conn_send_text(pl_conn_t *c, const char *payload, size_t len)
     check_limit(c);
 }
 
+void pl_conn_send_binary(pl_conn_t *c, const void *payload, size_t len)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    send_ws(c, PL_WS_BINARY, payload, len);
+    check_limit(c);
+}
+
 void pl_conn_send_frame(pl_conn_t *c, pl_frame_t *f)
 {
     if (c->state != CONN_OPEN)
@@ -367,7 +383,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 
 /* ---- close paths ---- */
 
-/* Goes to CLOSED now: releases the socket, buffers and the protocol's
+/* Goes to CLOSED now: releases the socket, buffers and the module's
  * session, and hands the struct to the worker to free after this loop
  * pass. Logs the death line unless pl_conn_close already did. */
 static void conn_shut(pl_conn_t *c, int level, const char *fmt, ...)
@@ -404,7 +420,9 @@ static void conn_shut(pl_conn_t *c, int level, const char *fmt, ...)
     conn_set_state(c, CONN_CLOSED);
     if (p->opened) {
         p->opened = 0;
-        pl_proto_closed(c);
+        const pl_ws_ops_t *ops = ops_of(c);
+        if (ops->closed)
+            ops->closed(c);
     }
     c->w->metrics->connections_open--;
     pl_worker_conn_closed(c->w, c);
@@ -519,12 +537,8 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
         }
         return req->head_len;
     }
-    uint8_t kind = KIND_NONE;
-    if (pl_http_path_is(req, "/ws"))
-        kind = KIND_CHAT;
-    else if (pl_http_path_is(req, cfg->echo_path))
-        kind = KIND_ECHO;
-    if (kind == KIND_NONE) {
+    unsigned ops = pl_ops_find(req);
+    if (ops == 0) {
         http_fail(c, 404, PL_HS_NOT_FOUND, req->path, req->path_len);
         return req->head_len;
     }
@@ -541,7 +555,7 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
     conn_send(c, resp, rlen);
     p->ws = 1;
     p->head_left = rlen; /* the 101 is the head "frame" of the queue */
-    p->kind = kind;
+    p->ops = ops;
     pl_ws_parser_init(&p->parser, (uint64_t)cfg->max_message_size);
     conn_set_state(c, CONN_OPEN);
     timer_arm(c, cfg->ping_interval);
@@ -553,25 +567,23 @@ static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
         pl_conn_close(c, PL_WS_CLOSE_GOING_AWAY, "server draining");
         return req->head_len;
     }
-    if (kind == KIND_CHAT) {
-        p->opened = 1;
-        pl_proto_open(c);
-    }
+    p->opened = 1;
+    if (pl_ops_by_id[ops]->open)
+        pl_ops_by_id[ops]->open(c);
     return req->head_len;
 }
 
 /* ---- WebSocket frames ---- */
 
+/* One complete message to the module (on_frame has already refused
+ * binary on a text-only path). */
 static void deliver(pl_conn_t *c, uint8_t opcode, const uint8_t *data, size_t len)
 {
-    if (c->priv->kind == KIND_ECHO) {
-        send_ws(c, opcode, data, len);
-        check_limit(c);
-    } else if (opcode == PL_WS_TEXT) {
-        pl_proto_message(c, data, len);
-    } else {
-        pl_conn_close(c, PL_WS_CLOSE_UNSUPPORTED, "binary message on the chat path");
-    }
+    const pl_ws_ops_t *ops = ops_of(c);
+    if (opcode == PL_WS_TEXT)
+        ops->message(c, data, len);
+    else
+        ops->binary(c, data, len);
 }
 
 static void on_frame(pl_conn_t *c, const pl_ws_frame_t *f)
@@ -601,8 +613,9 @@ static void on_frame(pl_conn_t *c, const pl_ws_frame_t *f)
     }
     if (c->state != CONN_OPEN)
         return; /* data after our close frame is dropped */
-    if (p->kind == KIND_CHAT && f->msg_opcode == PL_WS_BINARY) {
-        pl_conn_close(c, PL_WS_CLOSE_UNSUPPORTED, "binary message on the chat path");
+    if (f->msg_opcode == PL_WS_BINARY && ops_of(c)->binary == NULL) {
+        pl_conn_close(c, PL_WS_CLOSE_UNSUPPORTED, "binary message on a text-only path\tmodule=%s",
+                      ops_of(c)->name);
         return;
     }
     if (f->opcode != PL_WS_CONT && f->fin) {
@@ -788,7 +801,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- lifecycle ---- */
 
-pl_conn_t *pl_conn_new(struct pl_worker *w, int fd, const struct sockaddr *sa)
+pl_conn_t *pl_conn_new(pl_worker_t *w, int fd, const struct sockaddr *sa)
 {
     conn_full_t *full = pl_xcalloc(1, sizeof(*full));
     pl_conn_t *c = &full->pub;
@@ -839,4 +852,29 @@ void pl_conn_free(pl_conn_t *c)
 {
     assert(c->state == CONN_CLOSED);
     free(container_of(c, conn_full_t, pub));
+}
+
+void pl_conn_list_add(pl_conn_t **head, pl_conn_t *c)
+{
+    struct pl_conn_private *p = c->priv;
+    p->next = *head;
+    if (*head)
+        (*head)->priv->pprev = &p->next;
+    *head = c;
+    p->pprev = head;
+}
+
+void pl_conn_list_del(pl_conn_t *c)
+{
+    struct pl_conn_private *p = c->priv;
+    *p->pprev = p->next;
+    if (p->next)
+        p->next->priv->pprev = p->pprev;
+    p->next = NULL;
+    p->pprev = NULL;
+}
+
+pl_conn_t *pl_conn_list_next(const pl_conn_t *c)
+{
+    return c->priv->next;
 }

@@ -10,11 +10,17 @@
  * master keeps every socket open for its whole life: a worker that dies or
  * is replaced on reload leaves its socket (and the connections queued on
  * it) to its successor, so the port never closes.
+ *
+ * Modules: the setup function (main.c) fills the path -> module table
+ * (ops.h) for the running config before the first fork and again after
+ * each reload, before the new workers fork: a worker inherits the table
+ * of the config it runs with, an old one keeps its own.
  */
 #include "master.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "net_private.h"
 #include "util.h"
 #include "worker.h"
 
@@ -60,6 +66,7 @@ static pl_gw_config_t *cfg;
 static const char *cfg_file;
 static int cfg_argc;
 static char **cfg_argv;
+static pl_master_setup_fn *setup;
 static struct slot *slots;
 static int nslots;
 static struct old *olds;
@@ -335,6 +342,7 @@ static void reload(void)
     free(cfg);
     cfg = nc;
     pl_log_level = pl_log_level_parse(cfg->log_level);
+    setup(cfg);
     pl_log_info("reloading: replacing workers one by one\tworkers=%d", nslots);
     for (int i = 0; i < nslots; i++) {
         struct slot *s = &slots[i];
@@ -382,13 +390,15 @@ static void raise_nofile(void)
     }
 }
 
-int pl_master_run(pl_gw_config_t *initial, const char *file, int argc, char **argv)
+int pl_master_run(pl_gw_config_t *initial, const char *file, int argc, char **argv,
+                  pl_master_setup_fn *setup_fn)
 {
     cfg = pl_xmalloc(sizeof(*cfg));
     *cfg = *initial;
     cfg_file = file;
     cfg_argc = argc;
     cfg_argv = argv;
+    setup = setup_fn;
     nslots = cfg->workers > 0 ? (int)cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (nslots < 1)
         nslots = 1;
@@ -420,6 +430,7 @@ int pl_master_run(pl_gw_config_t *initial, const char *file, int argc, char **ar
         return 1;
     }
     pl_log_info("master started\tworkers=%d", nslots);
+    setup(cfg);
     for (int i = 0; i < nslots; i++)
         spawn(i);
 
@@ -464,5 +475,6 @@ int pl_master_run(pl_gw_config_t *initial, const char *file, int argc, char **ar
     free(cfg);
     free(slots);
     free(olds);
+    pl_ops_clear();
     return 0;
 }

@@ -10,9 +10,16 @@
 
 #include "options.h"
 
+/* Fills the path -> module table (ops.h) for cfg: pl_ops_clear, then one
+ * pl_*_register per module. The master calls it before forking the first
+ * workers and after each successful reload, before forking their
+ * replacements; cfg stays valid until the next call. */
+typedef void pl_master_setup_fn(const pl_gw_config_t *cfg);
+
 /* Runs until shutdown; returns the process exit status. cfg has been
  * loaded from file and the argc/argv flags; both are re-read on SIGHUP.
  * Takes ownership of cfg's strings. */
-int pl_master_run(pl_gw_config_t *cfg, const char *file, int argc, char **argv);
+int pl_master_run(pl_gw_config_t *cfg, const char *file, int argc, char **argv,
+                  pl_master_setup_fn *setup);
 
 #endif

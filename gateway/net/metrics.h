@@ -14,7 +14,7 @@
  *
  * ADDING A COUNTER (chat protocol etc.), either way:
  *  - at run time, without touching this file: in every worker, at start
- *    (pl_proto_worker_start), id = pl_metrics_register("parley_x_total",
+ *    (the module's worker_start, ops.h), id = pl_metrics_register("parley_x_total",
  *    "counter", "help"); then pl_metrics_add(w->metrics, id, n). Gauges
  *    ("gauge") are zeroed when the worker dies, like connections_open.
  *  - or statically: a uint64_t field in struct pl_metrics in the marked

@@ -27,7 +27,7 @@
 #include "conn.h"
 #include "log.h"
 #include "metrics.h"
-#include "proto.h"
+#include "net_private.h"
 #include "util.h"
 #include "ws.h"
 
@@ -53,7 +53,7 @@
 #define TRIM_SPACING_MS 5000
 
 struct pl_worker_private {
-    int listen_fd;
+    int listen_fd;                /* -1 when none (closed on drain, or a test harness) */
     struct event ev_accept;       /* EV_READ|EV_PERSIST on listen_fd until draining */
     struct event ev_accept_retry; /* re-enables accept after EMFILE and friends */
     struct event ev_term;         /* SIGTERM as an event */
@@ -72,36 +72,18 @@ struct pl_worker_private {
     uint64_t last_trim_ms; /* monotonic time of the last malloc_trim */
 };
 
-static void list_add(pl_conn_t **head, pl_conn_t *c)
-{
-    c->next = *head;
-    if (*head)
-        (*head)->pprev = &c->next;
-    *head = c;
-    c->pprev = head;
-}
-
-static void list_del(pl_conn_t *c)
-{
-    *c->pprev = c->next;
-    if (c->next)
-        c->next->pprev = c->pprev;
-    c->next = NULL;
-    c->pprev = NULL;
-}
-
 void pl_worker_conn_add(pl_worker_t *w, pl_conn_t *c)
 {
-    list_add(&w->priv->open, c);
+    pl_conn_list_add(&w->priv->open, c);
     if (++w->priv->nopen > w->priv->nopen_peak)
         w->priv->nopen_peak = w->priv->nopen;
 }
 
 void pl_worker_conn_closed(pl_worker_t *w, pl_conn_t *c)
 {
-    list_del(c);
+    pl_conn_list_del(c);
     w->priv->nopen--;
-    list_add(&w->priv->closed, c);
+    pl_conn_list_add(&w->priv->closed, c);
     event_active(&w->priv->ev_free, EV_TIMEOUT, 0);
 }
 
@@ -116,11 +98,16 @@ uint64_t pl_worker_next_id(pl_worker_t *w)
     return ++w->priv->next_id;
 }
 
+size_t pl_worker_nopen(const pl_worker_t *w)
+{
+    return w->priv->nopen;
+}
+
 static void free_closed(pl_worker_t *w)
 {
     pl_conn_t *c;
     while ((c = w->priv->closed) != NULL) {
-        list_del(c);
+        pl_conn_list_del(c);
         pl_conn_free(c);
     }
 }
@@ -211,9 +198,8 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(w->base, NULL);
 }
 
-static void on_term(evutil_socket_t sig, short what, void *arg)
+void pl_worker_drain(pl_worker_t *w)
 {
-    pl_worker_t *w = arg;
     if (w->draining)
         return;
     pl_log_info("draining\topen=%zu timeout_ms=%lld", w->priv->nopen,
@@ -223,12 +209,13 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     event_del(&w->priv->ev_accept_retry);
     /* Our copy only: the master keeps the socket (and its queue) open for
      * the worker that replaces us. */
-    close(w->priv->listen_fd);
+    if (w->priv->listen_fd >= 0)
+        close(w->priv->listen_fd);
     w->priv->listen_fd = -1;
-    pl_proto_worker_drain(w);
+    pl_ops_worker_drain(w);
     pl_conn_t *c = w->priv->open, *next;
     for (; c != NULL; c = next) {
-        next = c->next; /* go_away may move c to the closed list */
+        next = pl_conn_list_next(c); /* go_away may move c to the closed list */
         pl_conn_go_away(c);
     }
     struct timeval tv = {w->cfg->drain_timeout / 1000, (w->cfg->drain_timeout % 1000) * 1000};
@@ -236,47 +223,79 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     event_active(&w->priv->ev_free, EV_TIMEOUT, 0); /* exits at once if nothing is open */
 }
 
-int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl_metrics *metrics)
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    pl_worker_drain(arg);
+}
+
+int pl_worker_init(pl_worker_t *w, const pl_gw_config_t *cfg, int index, int listen_fd,
+                   pl_metrics_t *metrics)
 {
     static char host[256];
-    pl_worker_t w = {0};
-    struct pl_worker_private priv = {0};
-    w.priv = &priv;
-    w.cfg = cfg;
-    w.index = index;
-    w.metrics = metrics;
+    struct pl_worker_private *priv = pl_xcalloc(1, sizeof(*priv));
+    *w = (pl_worker_t){.cfg = cfg, .index = index, .metrics = metrics, .priv = priv};
     if (cfg->node_id && *cfg->node_id) {
-        w.node_id = cfg->node_id;
+        w->node_id = cfg->node_id;
     } else {
         if (gethostname(host, sizeof(host) - 1) < 0)
             strcpy(host, "localhost");
-        w.node_id = host;
+        w->node_id = host;
     }
-    priv.listen_fd = listen_fd;
-    priv.scratch = pl_xmalloc(SCRATCH_SIZE);
+    priv->listen_fd = listen_fd;
+    w->base = event_base_new();
+    if (w->base == NULL) {
+        pl_log_error("event_base_new() failed");
+        free(priv);
+        w->priv = NULL;
+        return -1;
+    }
+    priv->scratch = pl_xmalloc(SCRATCH_SIZE);
+    event_assign(&priv->ev_accept, w->base, listen_fd, EV_READ | EV_PERSIST, on_accept, w);
+    event_assign(&priv->ev_accept_retry, w->base, -1, 0, on_accept_retry, w);
+    event_assign(&priv->ev_term, w->base, SIGTERM, EV_SIGNAL | EV_PERSIST, on_term, w);
+    event_assign(&priv->ev_free, w->base, -1, 0, on_free, w);
+    event_assign(&priv->ev_drain, w->base, -1, 0, on_drain_timeout, w);
+    event_assign(&priv->ev_trim, w->base, -1, EV_PERSIST, on_trim, w);
+    struct timeval trim_tv = {TRIM_TICK_MS / 1000, (TRIM_TICK_MS % 1000) * 1000};
+    event_add(&priv->ev_trim, &trim_tv);
+    return 0;
+}
+
+void pl_worker_fini(pl_worker_t *w)
+{
+    struct pl_worker_private *priv = w->priv;
+    while (priv->open != NULL)
+        pl_conn_abort(priv->open, "worker stopping");
+    free_closed(w);
+    event_del(&priv->ev_term);
+    event_del(&priv->ev_accept);
+    event_del(&priv->ev_accept_retry);
+    event_del(&priv->ev_drain);
+    event_del(&priv->ev_free);
+    event_del(&priv->ev_trim);
+    event_base_free(w->base);
+    w->base = NULL;
+    free(priv->scratch);
+    if (priv->listen_fd >= 0)
+        close(priv->listen_fd);
+    free(priv);
+    w->priv = NULL;
+}
+
+int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, pl_metrics_t *metrics)
+{
+    pl_worker_t w;
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, SIG_IGN); /* a terminal's ^C reaches the master, which sends SIGTERM */
     signal(SIGHUP, SIG_IGN);
 
-    w.base = event_base_new();
-    if (w.base == NULL) {
-        pl_log_error("event_base_new() failed");
+    if (pl_worker_init(&w, cfg, index, listen_fd, metrics) < 0)
         return 1;
-    }
-    event_assign(&priv.ev_accept, w.base, listen_fd, EV_READ | EV_PERSIST, on_accept, &w);
-    event_assign(&priv.ev_accept_retry, w.base, -1, 0, on_accept_retry, &w);
-    event_assign(&priv.ev_term, w.base, SIGTERM, EV_SIGNAL | EV_PERSIST, on_term, &w);
-    event_assign(&priv.ev_free, w.base, -1, 0, on_free, &w);
-    event_assign(&priv.ev_drain, w.base, -1, 0, on_drain_timeout, &w);
-    event_assign(&priv.ev_trim, w.base, -1, EV_PERSIST, on_trim, &w);
-    event_add(&priv.ev_term, NULL);
-    struct timeval trim_tv = {TRIM_TICK_MS / 1000, (TRIM_TICK_MS % 1000) * 1000};
-    event_add(&priv.ev_trim, &trim_tv);
+    event_add(&w.priv->ev_term, NULL);
 
-    if (pl_proto_worker_start(&w) < 0) {
-        pl_log_error("protocol layer failed to start");
-        event_base_free(w.base);
+    if (pl_ops_worker_start(&w) < 0) {
+        pl_worker_fini(&w);
         return 3;
     }
     /* The first SHA-1 (handshake accept key) initialises OpenSSL's
@@ -286,25 +305,17 @@ int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, struct pl
      * first connections). */
     char warm[29];
     pl_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, warm);
-    event_add(&priv.ev_accept, NULL);
+    event_add(&w.priv->ev_accept, NULL);
     pl_log_info("worker started\tnode=%s", w.node_id);
 
     event_base_dispatch(w.base);
 
-    while (priv.open != NULL)
-        pl_conn_abort(priv.open, "worker stopping");
+    /* every connection CLOSED (closed hooks run) before the modules stop */
+    while (w.priv->open != NULL)
+        pl_conn_abort(w.priv->open, "worker stopping");
     free_closed(&w);
-    pl_proto_worker_stop(&w);
-    event_del(&priv.ev_term);
-    event_del(&priv.ev_accept);
-    event_del(&priv.ev_accept_retry);
-    event_del(&priv.ev_drain);
-    event_del(&priv.ev_free);
-    event_del(&priv.ev_trim);
-    event_base_free(w.base);
-    free(priv.scratch);
-    if (priv.listen_fd >= 0)
-        close(priv.listen_fd);
+    pl_ops_worker_stop(&w);
+    pl_worker_fini(&w);
     pl_log_info("worker exiting");
     return 0;
 }
