@@ -1,8 +1,9 @@
 """
 Fixtures for Parley's integration tests. Everything runs as child processes
 on 127.0.0.1 with random free ports, under one session temp dir
-(/tmp/pl-it-*, kept and printed when a test fails). Helpers live in pl.py:
-`import pl` works from any test in this directory.
+(/tmp/pl-it-*, kept and printed when a test fails). Helpers live in the
+package lib/ (pl.py, chatlib.py, archutil.py): `from lib import pl` works
+from any test in this directory.
 
 Run:  /usr/bin/python3 -m pytest tests/integration          (from the repo root)
       PARLEY_BUILD_DIR=build /usr/bin/python3 -m pytest ...  (binaries from build/)
@@ -58,7 +59,7 @@ crashed (killed by SIGSEGV/SIGABRT/..., or a sanitizer report or crash in
 its log, including a worker's) makes the test error. Set prog.expect_crash =
 True when the test crashes it on purpose.
 
-WebSocket clients (pl.py)
+WebSocket clients (lib/pl.py)
   async def test_x(gateway):                 # async tests just work (run in asyncio.run)
       gw = gateway()
       async with pl.client(gw.url + "/ws") as c:
@@ -86,7 +87,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pl  # noqa: E402
+from lib import pl  # noqa: E402
 
 ASYNC_TEST_TIMEOUT = 120
 

@@ -8,8 +8,8 @@ import signal
 import subprocess
 import time
 
-import archutil as au
-import pl
+from lib import archutil as au
+from lib import pl
 
 
 def opts(db, stream, **kw):

@@ -7,8 +7,8 @@ import signal
 import threading
 import time
 
-import archutil as au
-import pl
+from lib import archutil as au
+from lib import pl
 
 
 def opts(db, stream, **kw):

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-import pl
-from chatlib import login, open_ws, uniq
+from lib import pl
+from lib.chatlib import login, open_ws, uniq
 
 
 async def expect_refused(gw, first_frame, expect_id=True):

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-import pl
-from chatlib import FAST, closeall, login, open_ws, uniq
+from lib import pl
+from lib.chatlib import FAST, closeall, login, open_ws, uniq
 
 
 @pytest.fixture

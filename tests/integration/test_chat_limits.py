@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 
-import pl
-from chatlib import FAST, login, uniq
+from lib import pl
+from lib.chatlib import FAST, login, uniq
 
 
 async def test_rate_limited(gateway):

@@ -7,7 +7,7 @@ import asyncio
 import signal
 import time
 
-from chatlib import login, uniq
+from lib.chatlib import login, uniq
 
 
 async def test_presence_events_and_list(gateway):

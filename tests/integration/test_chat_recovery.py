@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-import pl
+from lib import pl
 
-from chatlib import FAST, login, uniq
+from lib.chatlib import FAST, login, uniq
 
 
 async def test_join_since(gateway):

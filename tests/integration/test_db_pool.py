@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-import pl
+from lib import pl
 
 REQUEST_TIMEOUT = 3.0  # PL_DB_REQUEST_TIMEOUT_MS
 SLACK = 1.5            # scheduling and sanitizer overhead on a 2-core machine

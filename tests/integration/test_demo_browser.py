@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import threading
 
-import pl
+from lib import pl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 E2E = os.path.join(ROOT, "tests", "e2e")

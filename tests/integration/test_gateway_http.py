@@ -7,7 +7,7 @@ import re
 import socket
 import time
 
-import pl
+from lib import pl
 
 
 def metric(text, name, labels=""):

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-import pl
+from lib import pl
 
 ECHO = {"echo_path": "/echo"}
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import websockets
 
-import pl
+from lib import pl
 
 ECHO = {"echo_path": "/echo", "max_message_size": "1m"}
 

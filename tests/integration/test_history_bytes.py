@@ -10,8 +10,8 @@ import json
 
 import websockets
 
-import pl
-from chatlib import FAST, closeall, login, uniq
+from lib import pl
+from lib.chatlib import FAST, closeall, login, uniq
 from test_history_mysql import drain, send_many, start
 
 TEXTS = [

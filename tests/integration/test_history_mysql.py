@@ -13,8 +13,8 @@ sends into a new room (the floor lookup must not let later sends overtake).
 import asyncio
 import json
 
-import pl
-from chatlib import FAST, closeall, login, uniq
+from lib import pl
+from lib.chatlib import FAST, closeall, login, uniq
 
 
 def start(gateway, archiver, fresh_redis, db, **opts):
@@ -261,7 +261,7 @@ def test_archived_marker_only_covers_contiguous_committed_seqs(archiver, fresh_r
                                                                fresh_database):
     """Batches may commit out of order (several writers): the marker must
     never pass a seq that is not in MySQL yet."""
-    import archutil as au
+    from lib import archutil as au
     db = fresh_database
     archiver.ok("migrate", mysql_url=db.url)
     room = uniq("mark")

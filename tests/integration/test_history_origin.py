@@ -6,7 +6,7 @@ join recovery output is unchanged by the origin kept in the zset member.
 """
 import asyncio
 
-from chatlib import FAST, closeall, login, uniq
+from lib.chatlib import FAST, closeall, login, uniq
 
 
 async def test_catchup_after_resubscribe_skips_the_sender(gateway, fresh_redis):

@@ -1,5 +1,5 @@
 """
-Smoke tests of the fixtures and helpers themselves (conftest.py, pl.py):
+Smoke tests of the fixtures and helpers themselves (conftest.py, lib/pl.py):
 if these fail, every other integration test's result means nothing.
 """
 import hashlib
@@ -10,7 +10,7 @@ import re
 import subprocess
 import signal
 
-import pl
+from lib import pl
 
 
 def test_redis_answers_ping(redis):

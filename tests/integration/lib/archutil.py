@@ -9,7 +9,7 @@ import re
 import subprocess
 import time
 
-import pl
+from . import pl
 
 REPO = pl.REPO
 MIGRATIONS = os.path.join(REPO, "deploy", "sql")

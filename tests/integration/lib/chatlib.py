@@ -9,7 +9,7 @@ import time
 
 import websockets
 
-import pl
+from . import pl
 
 
 class Chat:

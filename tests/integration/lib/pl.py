@@ -25,7 +25,8 @@ import time
 import websockets
 import websockets.exceptions
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# this file is tests/integration/lib/pl.py
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 
 # Everything that marks a crash or a sanitizer finding in a program's log.
 CRASH_RE = re.compile(
