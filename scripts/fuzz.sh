@@ -1,44 +1,29 @@
 #!/usr/bin/env bash
-# Builds every tests/fuzz/fuzz_*.c as a libFuzzer binary (ASan + UBSan) and
-# runs each for a bounded time. Prints one line per target; exits non-zero if
-# any target fails to build, crashes, leaks or hangs.
+# Builds the libFuzzer targets (tests/fuzz/fuzz_*.c, listed in Makefile.am's
+# fuzz block) in a build dir configured with --enable-fuzz (clang, ASan,
+# UBSan) and runs each for a bounded time on its committed seeds. Prints
+# one line per target; exits non-zero if any target fails to build,
+# crashes, leaks, hangs or fails one of its checks.
 #
 # Usage: scripts/fuzz.sh [BUILD_DIR] [TARGET...]
-#   BUILD_DIR  where binaries, working corpora and crash files go
-#              (default /tmp/parley-fuzz); the source tree is never written.
+#   BUILD_DIR  the build dir (default build-fuzz/ in the repo; a relative one
+#              is taken from the repo root). Configured there with
+#              --enable-fuzz when it is not yet; binaries, working corpora
+#              and crash files stay in it.
 #   TARGET     e.g. fuzz_ws; default: every tests/fuzz/fuzz_*.c
-# Environment: FUZZ_SECONDS (default 30) per target, CC (default clang),
-#              FUZZ_BUILD_ONLY=1 to compile without running.
+# Environment: FUZZ_SECONDS (default 20) per target; CC to name a clang
+#              other than `clang`; FUZZ_BUILD_ONLY=1 to build without running;
+#              JOBS for make -j (default: nproc).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BUILD=${1:-/tmp/parley-fuzz}
+BUILD=${1:-build-fuzz}
 shift || true
-SECONDS_PER_TARGET=${FUZZ_SECONDS:-30}
-CC=${CC:-clang}
-CFLAGS=(-std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
-        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        -Icommon -Igateway -Igateway/net)
-
-# The sources and libraries each target links besides its own file. A new
-# target adds one entry here.
-target_deps() {
-  case "$1" in
-  fuzz_ws)
-    SRCS=(common/ws.c common/util.c common/log.c)
-    LIBS=(-lcrypto) ;;
-  fuzz_http)
-    SRCS=(gateway/net/http.c common/ws.c common/util.c common/log.c)
-    LIBS=(-lcrypto) ;;
-  fuzz_envelope)
-    SRCS=(common/envelope.c common/util.c common/log.c)
-    LIBS=(-lmsgpackc) ;;
-  *)
-    echo "fuzz.sh: no source list for $1: add it to target_deps() in scripts/fuzz.sh" >&2
-    return 1 ;;
-  esac
-}
+SECONDS_PER_TARGET=${FUZZ_SECONDS:-20}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+mkdir -p "$BUILD"
+BUILD=$(cd "$BUILD" && pwd)
 
 if [ $# -gt 0 ]; then
   TARGETS=("$@")
@@ -50,17 +35,32 @@ else
 fi
 [ ${#TARGETS[@]} -gt 0 ] || { echo "fuzz.sh: no targets in tests/fuzz/" >&2; exit 1; }
 
-mkdir -p "$BUILD"
+# ---- configure BUILD with --enable-fuzz (once; make reruns automake and
+# config.status itself when Makefile.am or configure.ac change)
+if [ ! -x configure ]; then
+  ./autogen.sh >"$BUILD/autogen.log" 2>&1 ||
+    { echo "fuzz.sh: ./autogen.sh failed (see $BUILD/autogen.log)" >&2; exit 1; }
+fi
+if [ ! -f "$BUILD/Makefile" ] || ! "$BUILD/config.status" --config 2>/dev/null | grep -q -- --enable-fuzz; then
+  if ! (cd "$BUILD" && "$ROOT/configure" --enable-fuzz) >"$BUILD/configure.log" 2>&1; then
+    echo "fuzz.sh: configure --enable-fuzz failed in $BUILD (log $BUILD/configure.log):" >&2
+    grep -E '^configure: error' "$BUILD/configure.log" | sed 's/^/    /' >&2 || true
+    exit 1
+  fi
+fi
+
+mkdir -p "$BUILD/fuzz"
 failed=0
 for t in "${TARGETS[@]}"; do
-  if ! target_deps "$t"; then
-    failed=1
-    continue
-  fi
-  bin=$BUILD/$t
-  if ! "$CC" "${CFLAGS[@]}" "tests/fuzz/$t.c" "${SRCS[@]}" "${LIBS[@]}" -o "$bin" \
-      2>"$BUILD/$t.build.log"; then
-    echo "$t: BUILD FAILED (see $BUILD/$t.build.log)"
+  bin=$BUILD/tests/fuzz/$t
+  blog=$BUILD/fuzz/$t.build.log
+  if ! make -C "$BUILD" -j"$JOBS" "tests/fuzz/$t" >"$blog" 2>&1; then
+    if grep -q "No rule to make target 'tests/fuzz/$t'" "$blog"; then
+      echo "$t: BUILD FAILED (not in Makefile.am: add it to the tests/fuzz block)"
+    else
+      echo "$t: BUILD FAILED (see $blog)"
+      grep -m 3 -E 'error' "$blog" | sed 's/^/    /' || true
+    fi
     failed=1
     continue
   fi
@@ -68,12 +68,12 @@ for t in "${TARGETS[@]}"; do
 
   # libFuzzer adds new inputs to the first corpus directory only, so the
   # committed seeds (tests/fuzz/corpus/<name>/) are passed second, read-only.
-  work=$BUILD/corpus/$t
-  art=$BUILD/artifacts/$t
+  work=$BUILD/fuzz/corpus/$t
+  art=$BUILD/fuzz/artifacts/$t
   mkdir -p "$work" "$art"
   seeds=()
   [ -d "tests/fuzz/corpus/${t#fuzz_}" ] && seeds=("$ROOT/tests/fuzz/corpus/${t#fuzz_}")
-  log=$BUILD/$t.log
+  log=$BUILD/fuzz/$t.log
   rc=0
   "$bin" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$art/" "$work" "${seeds[@]}" >"$log" 2>&1 || rc=$?
@@ -85,7 +85,7 @@ for t in "${TARGETS[@]}"; do
     echo "$t: ok, $runs runs in ${secs}s (${rate}/s), corpus $(ls "$work" | wc -l) files"
   else
     echo "$t: FAILED (exit $rc, ${runs:-?} runs); log $log, inputs in $art/"
-    grep -m 3 -E 'ERROR|SUMMARY|check failed|runtime error' "$log" | sed 's/^/    /' || true
+    grep -m 3 -E 'ERROR|SUMMARY|check failed|runtime error|Assertion' "$log" | sed 's/^/    /' || true
     failed=1
   fi
 done

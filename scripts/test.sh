@@ -2,7 +2,7 @@
 # Builds Parley and runs every test there is, on a fresh Debian 12 machine:
 #   deps -> autogen -> build/ (--enable-werror) -> unit -> lint -> integration
 #   -> build-asan/ (--enable-debug: ASan+UBSan) -> unit -> integration
-#   -> fuzz (scripts/fuzz.sh, if present) -> distcheck
+#   -> fuzz (scripts/fuzz.sh: build-fuzz/, --enable-fuzz) -> distcheck
 # Every stage runs even when an earlier one failed (except those needing a
 # build that failed); the exit status is non-zero if any failed. Each
 # stage's output is shown and kept in build/logs/<stage>.log; a recap with

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the gateway's HTTP request head parser and upgrade
- * checks (gateway/http.c): no crash, no read outside the input, and the
+ * checks (gateway/net/http.c): no crash, no read outside the input, and the
  * result is consistent with parsing a prefix (what conn.c does while the
  * head arrives in pieces).
  */
