@@ -1,0 +1,156 @@
+/*
+ * gateway/options.c: the gateway's option table. Every key has its
+ * documented default, a help line and a unique name; each key's bounds
+ * and check accept its edges and refuse what is past them, naming the key.
+ * (The loader itself, common/config.c, is test_config.c's.)
+ */
+#include "config.h"
+#include "options.h"
+#include "unit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void load_defaults(pl_gw_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    char err[512] = "";
+    int rc = pl_config_load(pl_gw_options, c, NULL, 0, NULL, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "defaults refused: %s\n", err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+}
+
+static void test_defaults(void)
+{
+    pl_gw_config_t c;
+    load_defaults(&c);
+    CU_ASSERT_STRING_EQUAL(c.listen, "0.0.0.0:8080");
+    CU_ASSERT_EQUAL(c.workers, 0);
+    CU_ASSERT_STRING_EQUAL(c.echo_path, "");
+    CU_ASSERT_EQUAL(c.max_message_size, 65536);
+    CU_ASSERT_EQUAL(c.ping_interval, 25000);
+    CU_ASSERT_EQUAL(c.ping_timeout, 10000);
+    CU_ASSERT_EQUAL(c.handshake_timeout, 10000);
+    CU_ASSERT_EQUAL(c.close_timeout, 5000);
+    CU_ASSERT_EQUAL(c.drain_timeout, 10000);
+    CU_ASSERT_STRING_EQUAL(c.origins, "");
+    CU_ASSERT_STRING_EQUAL(c.log_level, "info");
+    CU_ASSERT_STRING_EQUAL(c.redis_url, "redis://127.0.0.1:6379/0");
+    CU_ASSERT_STRING_EQUAL(c.node_id, "");
+    CU_ASSERT_STRING_EQUAL(c.token_secret, "");
+    CU_ASSERT_STRING_EQUAL(c.token_secret_file, "");
+    CU_ASSERT_EQUAL(c.auth_timeout, 5000);
+    CU_ASSERT_EQUAL(c.history_recent, 1000);
+    CU_ASSERT_EQUAL(c.history_ttl, 7LL * 86400000);
+    CU_ASSERT_EQUAL(c.rate_limit, 20);
+    CU_ASSERT_EQUAL(c.rate_burst, 40);
+    CU_ASSERT_EQUAL(c.send_buffer_limit, 4 << 20);
+    CU_ASSERT_EQUAL(c.max_text_size, 4096);
+    CU_ASSERT_STRING_EQUAL(c.mysql_url, "");
+    CU_ASSERT_EQUAL(c.mysql_pool, 2);
+    pl_config_free(pl_gw_options, &c);
+    CU_ASSERT_PTR_NULL(c.listen);
+}
+
+/* Names are unique lowercase [a-z_] (so env PARLEY_<NAME> and --name are
+ * unambiguous), each with a help line and a field inside the struct. */
+static void test_table_shape(void)
+{
+    size_t n = 0;
+    for (const pl_opt_t *o = pl_gw_options; o->name; o++, n++) {
+        CU_ASSERT(strspn(o->name, "abcdefghijklmnopqrstuvwxyz_") == strlen(o->name));
+        CU_ASSERT_PTR_NOT_NULL(o->help);
+        CU_ASSERT_PTR_NOT_NULL(o->def);
+        CU_ASSERT(o->offset < sizeof(pl_gw_config_t));
+        for (const pl_opt_t *p = pl_gw_options; p != o; p++)
+            CU_ASSERT(strcmp(p->name, o->name) != 0);
+    }
+    CU_ASSERT_EQUAL(n, 24); /* a new key: add its default to test_defaults */
+}
+
+static void ok_value(const char *key, const char *value)
+{
+    pl_gw_config_t c;
+    load_defaults(&c);
+    char err[512] = "";
+    int rc = pl_config_set(pl_gw_options, &c, key, value, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "%s = %s refused: %s\n", key, value, err);
+    CU_ASSERT_EQUAL(rc, 0);
+    pl_config_free(pl_gw_options, &c);
+}
+
+/* Refused, with the key at the start of the reason; the old value stays. */
+static void bad_value(const char *key, const char *value)
+{
+    pl_gw_config_t c;
+    load_defaults(&c);
+    pl_gw_config_t before = c;
+    char err[512] = "";
+    int rc = pl_config_set(pl_gw_options, &c, key, value, err, sizeof(err));
+    if (rc != -1)
+        fprintf(stderr, "%s = %s accepted\n", key, value);
+    CU_ASSERT_EQUAL(rc, -1);
+    CU_ASSERT_EQUAL(strncmp(err, key, strlen(key)), 0);
+    CU_ASSERT(memcmp(&before, &c, sizeof(c)) == 0);
+    pl_config_free(pl_gw_options, &c);
+}
+
+static void test_bounds(void)
+{
+    ok_value("workers", "256");
+    bad_value("workers", "257");
+    bad_value("workers", "-1");
+    bad_value("workers", "many");
+    ok_value("max_message_size", "126");
+    bad_value("max_message_size", "125"); /* must hold a 125-byte control frame + 1 */
+    ok_value("max_message_size", "1g");
+    bad_value("max_message_size", "2g");
+    ok_value("max_text_size", "1m");
+    bad_value("max_text_size", "1025k");
+    bad_value("max_text_size", "0");
+    ok_value("ping_interval", "100ms");
+    bad_value("ping_interval", "99ms");
+    bad_value("ping_interval", "2d");
+    ok_value("close_timeout", "10ms");
+    bad_value("close_timeout", "9ms");
+    ok_value("drain_timeout", "0");
+    ok_value("history_ttl", "1s");
+    bad_value("history_ttl", "999ms");
+    ok_value("history_recent", "1");
+    bad_value("history_recent", "0");
+    bad_value("rate_limit", "0");
+    bad_value("rate_burst", "1000001");
+    ok_value("send_buffer_limit", "4k");
+    bad_value("send_buffer_limit", "4095");
+    ok_value("mysql_pool", "64");
+    bad_value("mysql_pool", "0");
+    bad_value("mysql_pool", "65");
+}
+
+/* The keys with a check function. */
+static void test_checks(void)
+{
+    ok_value("listen", "127.0.0.1:9000");
+    bad_value("listen", "nowhere");
+    bad_value("listen", "127.0.0.1:70000");
+    ok_value("echo_path", "");
+    ok_value("echo_path", "/echo");
+    bad_value("echo_path", "echo");
+    ok_value("log_level", "debug");
+    bad_value("log_level", "loud");
+    ok_value("redis_url", "/run/redis.sock");
+    bad_value("redis_url", "http://127.0.0.1:6379");
+    ok_value("mysql_url", "");
+    ok_value("mysql_url", "mysql://parley:pw@127.0.0.1:3306/parley");
+    bad_value("mysql_url", "mysql://parley@127.0.0.1/"); /* no database */
+    bad_value("mysql_url", "mysql://parley@127.0.0.1:0/parley");
+    /* free text keys take anything */
+    ok_value("origins", "https://a.example, https://b.example");
+    ok_value("node_id", "node-1");
+}
+
+PL_UNIT_SUITE(options, PL_TEST(test_defaults), PL_TEST(test_table_shape), PL_TEST(test_bounds),
+              PL_TEST(test_checks))
