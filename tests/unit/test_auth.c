@@ -17,7 +17,7 @@
 #define SECRET_LEN 11
 #define NOW 1700000000LL
 
-/* The checks that lived in test_cmd_parse.c. */
+/* The everyday cases: room names, dm rooms and the rooms claim. */
 static void test_rooms_and_claims(void)
 {
     CU_ASSERT_TRUE(pl_room_name_valid("a"));
