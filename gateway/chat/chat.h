@@ -1,7 +1,7 @@
 /*
  * The chat layer's internal header: what cmd.c (parsing, sessions,
- * replies, auth, the worker seam) and the chat_*.c files (one concern
- * each: deliver, join, send, history, presence) share. Not for use outside
+ * replies, auth, the worker seam) and the other files of gateway/chat/
+ * (one concern each: deliver, join, send, history, presence) share. Not for use outside
  * the chat layer; docs/protocol.md is the reference for behaviour.
  */
 #ifndef PL_CHAT_H
@@ -116,7 +116,7 @@ char *chat_json_literal(const char *s, size_t n);
 /* Sends the held auth reply (user channel subscribed or timed out). */
 void chat_auth_reply(session_t *s);
 
-/* ---- chat_deliver.c ---- */
+/* ---- deliver.c ---- */
 
 /* "parley:{<room>}:ch" into buf (PL_KEY_MAX bytes). */
 void chat_room_channel(char *buf, const char *room);
@@ -138,7 +138,7 @@ void chat_on_bus_sub_down(void *arg);
 void chat_on_bus_cmd_up(void *arg);
 void chat_on_refetch(evutil_socket_t fd, short what, void *arg);
 
-/* ---- chat_join.c ---- */
+/* ---- join.c ---- */
 
 void chat_cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 void chat_cmd_leave(proto_t *p, session_t *s, const pl_cmd_t *cmd);
@@ -147,16 +147,16 @@ void chat_join_ready(proto_t *p, req_t *q);
 /* Removes a member; the last one of the room drops it. */
 void chat_leave_member(proto_t *p, session_t *s, pl_member_t *m);
 
-/* ---- chat_send.c ---- */
+/* ---- send.c ---- */
 
 void chat_cmd_send(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 void chat_cmd_dm(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 
-/* ---- chat_history.c ---- */
+/* ---- history.c ---- */
 
 void chat_cmd_history(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 
-/* ---- chat_presence.c ---- */
+/* ---- presence.c ---- */
 
 void chat_cmd_presence(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 void chat_cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd);

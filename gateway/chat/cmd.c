@@ -1,8 +1,8 @@
 /*
  * Chat protocol v1 (docs/protocol.md): parsing one client frame, the
- * per-connection session, dispatch to one handler per op (chat_*.c, see
- * chat.h), replies, auth and the seam: the chat module's hooks (ops.h),
- * registered for /ws by pl_chat_register.
+ * per-connection session, dispatch to one handler per op (join.c, send.c,
+ * history.c, presence.c; see chat.h), replies, auth and the seam: the chat
+ * module's hooks (ops.h), registered for /ws by pl_chat_register.
  */
 #include "cmd.h"
 #include "chat.h"
