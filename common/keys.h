@@ -1,10 +1,34 @@
 /*
- * The Redis key and channel schema, in one place: every key the gateway
- * and the archiver read or write is built (and, for channels, parsed)
- * here. docs/protocol.md lists the same keys with their types and TTLs.
+ * The Redis key and channel schema, in one place: every key and channel
+ * the gateway and the archiver use is built here, and the channels the
+ * gateway subscribes to are parsed here. docs/protocol.md 3.1 describes
+ * the same keys in prose.
  *
  * Room keys carry the room in a {hash tag}, so all keys of one room live
  * on one cluster slot / shard.
+ *
+ *   key                               type    written by                   TTL
+ *   parley:{<room>}:seq               string  send script (INCR)           history_ttl (each send)
+ *   parley:{<room>}:recent            zset    send script (ZADD, trim)     history_ttl (each send)
+ *   parley:{<room>}:archived          string  send script (SET NX floor),  history_ttl (each send)
+ *                                             archiver (raises it)
+ *   parley:{<room>}:archived:runs     zset    archiver (mark script)       7 days
+ *   parley:{<room>}:cid:<user>:<cid>  string  send script, with a cid      5 minutes
+ *   parley:{<room>}:noseq:<origin>.<worker>
+ *                                     string  send script (noseq mark)     10 s, deleted on
+ *                                                                          the floor re-run
+ *   parley:{<room>}:presence          zset    presence script              120 s (each call)
+ *   parley:archive                    stream  send script (XADD),          none: the archiver
+ *                                             archiver (group, XACK)       XTRIMs what it acked
+ *   channels (PUBLISH / SUBSCRIBE, no TTL):
+ *   parley:{<room>}:ch                send script (msg), presence script, typing (gateway)
+ *   parley:user:{<user>}              send script (a dm, to both users)
+ *   parley:node:{<node_id>}:<worker>  nobody yet: each worker keeps it subscribed (control)
+ *
+ * Builders write into buf, PL_KEY_MAX bytes, unless they take a size.
+ * Names are valid room / user names (at most PL_ROOM_MAX / PL_USER_MAX
+ * bytes), so nothing is cut; an oversized argument is cut, never
+ * overflowed.
  */
 #ifndef PL_KEYS_H
 #define PL_KEYS_H
@@ -18,12 +42,36 @@
 /* The archive stream every send appends to (archiver's default too). */
 #define PL_KEY_ARCHIVE "parley:archive"
 
-/* "parley:{<room>}:<what>" into buf (PL_KEY_MAX bytes), e.g. what = "seq",
- * "recent", "presence", "archived". */
+/* ---- room keys ---- */
+
+/* "parley:{<room>}:<what>": the shape of every room key below. */
 void pl_key_room(char *buf, const char *room, const char *what);
-/* Channel of a user's DMs: "parley:user:{<user>}". */
-void pl_key_user(char *buf, const char *user);
-/* "parley:{<room>}:cid:<user>:<cid>" (5 minute TTL). */
+void pl_key_seq(char *buf, const char *room);      /* "parley:{<room>}:seq" */
+void pl_key_recent(char *buf, const char *room);   /* "parley:{<room>}:recent" */
+void pl_key_archived(char *buf, const char *room); /* "parley:{<room>}:archived" */
+void pl_key_presence(char *buf, const char *room); /* "parley:{<room>}:presence" */
+/* "parley:{<room>}:cid:<user>:<cid>". */
 void pl_key_cid(char *buf, const char *room, const char *user, const char *cid);
+/* "parley:{<room>}:noseq:<origin>.<worker>": a worker's "waiting for a seq
+ * floor" mark (origin is "<node_id>.<pid>"). */
+void pl_key_noseq(char *buf, const char *room, const char *origin, int worker);
+
+/* The archiver's marker keys, for a room given as bytes from the stream
+ * (room_len of them, up to a NUL), into buf of size bytes. */
+void pl_key_archived_n(char *buf, size_t size, const char *room, size_t room_len);
+void pl_key_archived_runs_n(char *buf, size_t size, const char *room, size_t room_len);
+
+/* ---- channels ---- */
+
+void pl_key_room_channel(char *buf, const char *room); /* "parley:{<room>}:ch" */
+void pl_key_user(char *buf, const char *user);         /* "parley:user:{<user>}" (DMs) */
+/* "parley:node:{<node_id>}:<worker>". */
+void pl_key_node(char *buf, const char *node_id, int worker);
+
+/* Parsers for the channels a gateway subscribes to: ch is n bytes (no
+ * NUL needed). On a match copy the name (1..PL_ROOM_MAX / PL_USER_MAX
+ * bytes) with its NUL into room / user and return 0; else -1. */
+int pl_key_parse_room_channel(const char *ch, size_t n, char room[PL_ROOM_MAX + 1]);
+int pl_key_parse_user(const char *ch, size_t n, char user[PL_USER_MAX + 1]);
 
 #endif
