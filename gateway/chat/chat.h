@@ -1,7 +1,8 @@
 /*
  * The chat layer's internal header: what cmd.c (parsing, sessions,
  * replies, auth, the worker seam) and the other files of gateway/chat/
- * (one concern each: deliver, join, send, history, presence) share. Not for use outside
+ * (one concern each: stream, deliver, join, send, history, presence)
+ * share. Not for use outside
  * the chat layer; docs/protocol.md is the reference for behaviour.
  */
 #ifndef PL_CHAT_H
@@ -67,8 +68,7 @@ typedef struct req {
     int64_t id;
     pl_op_t op;
     char room[PL_ROOM_MAX + 1];
-    uint64_t room_gen; /* join: the room incarnation it waits on */
-    struct req *next;  /* join: on the room's waiter list */
+    struct req *next; /* join: on the room's waiter list */
     int has_since;
     int64_t since;
     int64_t upto; /* join recovery: last seq to fetch */
@@ -116,34 +116,87 @@ char *chat_json_literal(const char *s, size_t n);
 /* Sends the held auth reply (user channel subscribed or timed out). */
 void chat_auth_reply(session_t *s);
 
-/* ---- deliver.c ---- */
+/* ---- stream.c: the room-stream machine ----
+ *
+ * On this worker each room is a stream handed to its local members
+ * strictly in seq order, each seq once (pl_room_t.last_seq), and so is
+ * each local user's dm room (dmstream_t.last). Room states
+ * (pl_room_t.stream, room.h):
+ *
+ *   ROOM_WAIT   live messages queue on r->pending, joins on r->waiters.
+ *               A fetch (r->fetching) runs once the room channel's
+ *               subscription is confirmed (r->subscribed): GET the seq key
+ *               on first use (r->have_base), else the recent zset after
+ *               last_seq.
+ *   ROOM_READY  a live message with last_seq + 1 goes out at once; joins
+ *               are answered at once.
+ *
+ * Transitions:
+ *   first local member joins      new room in WAIT, subscribe its channel
+ *   subscription confirmed        WAIT: fetch
+ *   fetch done, pending in order  WAIT -> READY, waiters answered in arrival order
+ *   gap at the front of pending   stays WAIT, fetch again from last_seq (a
+ *                                 catch-up that cannot fill it accepts it)
+ *   live message past a gap       READY -> WAIT, queued, fetch
+ *   fetch failed / Redis down     stays WAIT, waiters fail "unavailable" (and
+ *                                 leave), the refetch timer retries in 250 ms
+ *   subscription link lost        every room -> WAIT, unsubscribed, waiters fail
+ *   command link up, refetch      subscribed WAIT rooms not fetching fetch
+ *   last local member leaves      unsubscribe, waiters fail "not_joined", dropped
+ *
+ * A member is `recovering` from its join until the join is answered: live
+ * messages queue on it (m->q). A join with `since` behind the room is first
+ * served from the recent zset up to the room's last_seq at that moment,
+ * then the queue is released past its cursor.
+ *
+ * DM streams (per local user and dm room, fed by the user's channel): a
+ * DM past a gap, or while a catch-up runs, queues on d->pending and the
+ * gap is fetched from the dm room's recent zset; a resubscribed user
+ * channel fetches too; Redis down releases what is queued, gap and all.
+ */
 
-/* "parley:{<room>}:ch" into buf (PL_KEY_MAX bytes). */
-void chat_room_channel(char *buf, const char *room);
-/* Gets the room READY: base seq on first use, else the messages after
- * last_seq; needs a confirmed subscription. */
-void chat_start_fetch(proto_t *p, pl_room_t *r);
-/* Answers every join waiting on the room with an error; with unjoin also
- * removes their members (may drop r: do not touch it after). */
-void chat_fail_waiters(proto_t *p, pl_room_t *r, const char *code, const char *msg, int unjoin);
+/* A join q of member m (already in the room index) enters the stream:
+ * subscribes the room channel for the room's first local member
+ * (first_conn), answers q now when the room is READY, else queues it and
+ * starts the fetch. Takes q. */
+void chat_stream_join(proto_t *p, pl_member_t *m, req_t *q, int first_conn);
+/* The room lost its last local member: unsubscribe, fail its waiters,
+ * drop it (r is gone after). */
+void chat_stream_close(proto_t *p, pl_room_t *r);
+/* A live room message (seq, shared frame f, origin connection or 0). */
+void chat_stream_msg(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin);
+/* A live DM of user's dm room (room_len <= PL_ROOM_MAX bytes, no NUL). */
+void chat_stream_dm(proto_t *p, const char *user, const char *room, size_t room_len, int64_t seq,
+                    pl_frame_t *f, uint64_t origin);
+/* The room's / user's channel subscription is confirmed (again). */
+void chat_stream_subscribed(proto_t *p, const char *room);
+void chat_stream_user_subscribed(proto_t *p, const char *user);
+/* The subscription link dropped. */
+void chat_stream_sub_down(proto_t *p);
+/* Fetches every subscribed room still waiting (command link back up). */
+void chat_stream_refetch(proto_t *p);
+/* The refetch timer (p->refetch) callback. */
+void chat_on_refetch(evutil_socket_t fd, short what, void *arg);
 /* The user's DM stream for a dm room (NULL when the user has no local
  * connection), and forgetting all of a user's streams. */
 dmstream_t *chat_dm_stream(proto_t *p, const char *user, const char *room);
 void chat_dm_forget(proto_t *p, const char *user);
-/* pl_bus handlers and the refetch timer. */
+/* Queues f on every local connection of user except origin; is_msg
+ * counts deliveries. */
+void chat_user_fanout(proto_t *p, const char *user, pl_frame_t *f, uint64_t origin, int is_msg);
+
+/* ---- deliver.c: the pl_bus handlers (decode, route into stream.c) ---- */
+
 void chat_on_bus_message(void *arg, const char *channel, size_t chlen, const char *payload,
                          size_t len);
 void chat_on_bus_subscribed(void *arg, const char *channel);
 void chat_on_bus_sub_down(void *arg);
 void chat_on_bus_cmd_up(void *arg);
-void chat_on_refetch(evutil_socket_t fd, short what, void *arg);
 
 /* ---- join.c ---- */
 
 void chat_cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 void chat_cmd_leave(proto_t *p, session_t *s, const pl_cmd_t *cmd);
-/* The room is READY: answer the join q (after recovery when since given). */
-void chat_join_ready(proto_t *p, req_t *q);
 /* Removes a member; the last one of the room drops it. */
 void chat_leave_member(proto_t *p, session_t *s, pl_member_t *m);
 

@@ -314,7 +314,7 @@ static void on_auth_timeout(evutil_socket_t fd, short what, void *arg)
         return;
     }
     chat_reply_error(s, 0, 0, "unauthorized", "no auth in time");
-    pl_conn_close(s->c, 1008, "no auth within auth_timeout");
+    pl_conn_close(s->c, PL_WS_CLOSE_POLICY, "no auth within auth_timeout");
 }
 
 static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
@@ -323,7 +323,7 @@ static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     if (p->secret == NULL || pl_auth_check(cmd->token, p->secret, p->secret_len,
                                            (int64_t)(pl_now_ms() / 1000), &s->auth, &why) < 0) {
         chat_reply_error(s, cmd->has_id, cmd->id, "unauthorized", "invalid token");
-        pl_conn_close(s->c, 1008, "auth failed: %s", why);
+        pl_conn_close(s->c, PL_WS_CLOSE_POLICY, "auth failed: %s", why);
         return;
     }
     s->authed = 1;

@@ -7,6 +7,7 @@
 #include "script.h"
 #include "chat.h"
 #include "history.h"
+#include "keys.h"
 #include "log.h"
 #include "util.h"
 
@@ -40,8 +41,8 @@ static int presence_call(proto_t *p, const char *op, const char *room, uint64_t 
                          const char **extra, pl_bus_reply_fn fn, void *arg)
 {
     char key[PL_KEY_MAX], ch[PL_KEY_MAX], window[16], worker[16], cid[24], ttl[16];
-    pl_key_room(key, room, "presence");
-    chat_room_channel(ch, room);
+    pl_key_presence(key, room);
+    pl_key_room_channel(ch, room);
     snprintf(window, sizeof(window), "%d", PRESENCE_WINDOW_MS);
     snprintf(worker, sizeof(worker), "%d", p->w->index);
     snprintf(cid, sizeof(cid), "%" PRIu64, conn);
@@ -159,7 +160,7 @@ void chat_cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd)
         return;
     }
     char ch[PL_KEY_MAX];
-    chat_room_channel(ch, cmd->room);
+    pl_key_room_channel(ch, cmd->room);
     char *rj = chat_json_literal(cmd->room, strlen(cmd->room));
     char json[PL_ROOM_MAX * 2 + PL_USER_MAX + 64];
     int jl = snprintf(json, sizeof(json), "{\"ev\":\"typing\",\"room\":%s,\"user\":\"%s\"}", rj,

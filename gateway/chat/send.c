@@ -8,6 +8,7 @@
 #include "worker.h"
 #include "chat.h"
 #include "history.h"
+#include "keys.h"
 #include "log.h"
 #include "util.h"
 
@@ -237,13 +238,12 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
 {
     session_t *s = q->s;
     char kseq[PL_KEY_MAX], krecent[PL_KEY_MAX], kcid[PL_KEY_MAX], karch[PL_KEY_MAX];
-    char kblock[PL_KEY_MAX], block[200];
-    pl_key_room(kseq, q->room, "seq");
-    pl_key_room(krecent, q->room, "recent");
+    char kblock[PL_KEY_MAX];
+    pl_key_seq(kseq, q->room);
+    pl_key_recent(krecent, q->room);
     pl_key_cid(kcid, q->room, s->auth.user, q->cid ? q->cid : "");
-    pl_key_room(karch, q->room, "archived");
-    snprintf(block, sizeof(block), "noseq:%s.%d", p->origin, p->w->index);
-    pl_key_room(kblock, q->room, block);
+    pl_key_archived(karch, q->room);
+    pl_key_noseq(kblock, q->room, p->origin, p->w->index);
     const char *keys[] = {kseq, krecent, kcid, PL_KEY_ARCHIVE, karch, kblock};
 
     char keep[24], ttl[24], worker[16], conn[24], ch1[PL_KEY_MAX], ch2[PL_KEY_MAX];
@@ -276,7 +276,7 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
         args[nargs++] = ch1;
         args[nargs++] = ch2;
     } else {
-        chat_room_channel(ch1, q->room);
+        pl_key_room_channel(ch1, q->room);
         args[nargs++] = ch1;
     }
     for (int i = 0; i < nargs; i++)

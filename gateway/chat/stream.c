@@ -1,0 +1,639 @@
+/*
+ * The room-stream machine (docs/protocol.md 2; states and transitions in
+ * chat.h): on this worker each room is a stream handed to its local
+ * members strictly in seq order, each seq once (room->last_seq), and so is
+ * each local user's dm room (dmstream_t), fed by the user's channel.
+ *
+ * Live messages arrive on the room channel; while the room is not READY
+ * (subscription being confirmed, base seq or missed messages being
+ * fetched after a join, a reconnect or a gap) they queue on the room and
+ * are released after the fetch. A member joining with `since` is first
+ * served from the recent zset up to the room's last_seq at that moment
+ * while live messages queue on the member, so it sees neither a gap nor a
+ * duplicate.
+ *
+ * This file knows nothing of envelopes or channel names: deliver.c parses
+ * what the bus hands over and calls in here; join.c adds and removes
+ * members.
+ */
+#include "chat.h"
+#include "history.h"
+#include "keys.h"
+#include "log.h"
+#include "util.h"
+#include "ws.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ===================================================================== */
+/* fanout                                                                 */
+
+/* Hands one message of the room stream to every local member except the
+ * origin connection. The frame is shared: one reference per queue. */
+static void fanout_msg(pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin)
+{
+    pl_member_t *next;
+    for (pl_member_t *m = r->members; m; m = next) {
+        next = m->rnext;
+        if (m->recovering) {
+            pl_mqueue_push(&m->q, seq, origin, f);
+            continue;
+        }
+        if (seq <= m->cursor)
+            continue;
+        m->cursor = seq;
+        if (m->conn_id != origin) {
+            pl_conn_send_frame(m->conn, f);
+            chat_count(chat_m_deliveries, 1);
+        }
+    }
+}
+
+void chat_user_fanout(proto_t *p, const char *user, pl_frame_t *f, uint64_t origin, int is_msg)
+{
+    const pl_user_conns_t *u = pl_user_get(&p->rooms, user);
+    if (u == NULL || u->n == 0)
+        return;
+    /* copy: a send may close a connection, which edits the array */
+    size_t n = u->n;
+    pl_conn_t **cs = pl_xmalloc(n * sizeof(*cs));
+    memcpy(cs, u->conns, n * sizeof(*cs));
+    for (size_t i = 0; i < n; i++)
+        if (cs[i]->id != origin) {
+            pl_conn_send_frame(cs[i], f);
+            if (is_msg)
+                chat_count(chat_m_deliveries, 1);
+        }
+    free(cs);
+}
+
+/* The local connection a fetched message came from (0: another worker or
+ * node, or unknown), for the same sender exclusion as live delivery. */
+static uint64_t fetched_origin(proto_t *p, const pl_hmsg_t *h)
+{
+    if (h->node && h->worker == p->w->index && strcmp(h->node, p->origin) == 0)
+        return h->conn;
+    return 0;
+}
+
+/* ===================================================================== */
+/* members: a join's start in the stream                                  */
+
+/* Ends a member's recovery: releases the live messages held meanwhile
+ * (those after its cursor) and lets live ones through directly again. */
+static void release_member(pl_member_t *m)
+{
+    m->recovering = 0;
+    pl_mqueue_t mq = m->q;
+    memset(&m->q, 0, sizeof(m->q));
+    for (size_t i = 0; i < mq.n; i++) {
+        if (mq.v[i].seq <= m->cursor)
+            continue;
+        m->cursor = mq.v[i].seq;
+        if (mq.v[i].origin_conn != m->conn_id) {
+            pl_conn_send_frame(m->conn, mq.v[i].f);
+            chat_count(chat_m_deliveries, 1);
+        }
+    }
+    pl_mqueue_clear(&mq);
+}
+
+static void on_recover(void *arg, int status, pl_history_page_t *page)
+{
+    req_t *q = arg;
+    session_t *s = q->s;
+    proto_t *p = s->p;
+    pl_member_t *m = s->c ? pl_room_member(s->rooms, q->room) : NULL;
+    if (m == NULL || !m->recovering) {
+        chat_req_free(q);
+        return;
+    }
+    if (status < 0) {
+        m->recovering = 0;
+        chat_leave_member(p, s, m);
+        chat_req_error(q, "unavailable", "redis unavailable");
+        chat_req_free(q);
+        return;
+    }
+    int recovered = 1;
+    int64_t expect = q->since + 1;
+    for (size_t i = 0; i < page->n; i++) {
+        pl_hmsg_t *h = &page->v[i];
+        if (h->seq <= m->cursor || (q->upto >= 0 && h->seq > q->upto))
+            continue;
+        if (h->seq > expect)
+            recovered = 0;
+        pl_conn_send_text(s->c, h->json, h->len);
+        chat_count(chat_m_deliveries, 1);
+        m->cursor = h->seq;
+        expect = h->seq + 1;
+    }
+    int64_t seq = q->upto >= 0 ? q->upto : m->cursor;
+    if (q->upto >= 0 && expect <= q->upto)
+        recovered = 0; /* the newest ones are gone too */
+    if (m->cursor < seq)
+        m->cursor = seq;
+    json_t *o = chat_ok_obj(q->has_id, q->id);
+    json_object_set_new(o, "room", json_string(q->room));
+    json_object_set_new(o, "seq", json_integer(seq));
+    json_object_set_new(o, "recovered", json_boolean(recovered));
+    chat_send_json(s, o);
+    /* then the live messages that arrived meanwhile */
+    release_member(m);
+    chat_req_free(q);
+}
+
+/* The room is READY: answer the join q (after recovery when since given). */
+static void join_ready(proto_t *p, req_t *q)
+{
+    session_t *s = q->s;
+    pl_room_t *r = pl_room_get(&p->rooms, q->room);
+    pl_member_t *m = s->c ? pl_room_member(s->rooms, q->room) : NULL;
+    if (m == NULL || r == NULL) {
+        chat_req_error(q, "not_joined", "left before the join completed");
+        chat_req_free(q);
+        return;
+    }
+    /* head: the last seq this connection gets through the live path. For
+     * dm rooms that path is the user's channel (dmstream), not the room's. */
+    int64_t head = r->last_seq;
+    char a[PL_USER_MAX + 1], b[PL_USER_MAX + 1];
+    if (pl_room_dm_users(q->room, a, b) > 0) {
+        dmstream_t *d = chat_dm_stream(p, s->auth.user, q->room);
+        if (d && d->last > head)
+            head = d->last;
+    }
+    if (!q->has_since || q->since >= head) {
+        m->cursor = head;
+        json_t *o = chat_ok_obj(q->has_id, q->id);
+        json_object_set_new(o, "room", json_string(q->room));
+        json_object_set_new(o, "seq", json_integer(head));
+        /* a since ahead of the room means its state was lost (Redis lost
+         * its data); the room continues above the old seqs, but what the
+         * client missed cannot be told: not recovered */
+        if (q->has_since)
+            json_object_set_new(o, "recovered", json_boolean(q->since == head));
+        chat_send_json(s, o);
+        release_member(m);
+        chat_req_free(q);
+        return;
+    }
+    m->recovering = 1;
+    m->cursor = q->since;
+    q->upto = head;
+    if (pl_history_range(p->bus, q->room, q->since, q->upto, on_recover, q) < 0) {
+        m->recovering = 0;
+        chat_leave_member(p, s, m);
+        chat_req_error(q, "unavailable", "redis unavailable");
+        chat_req_free(q);
+    }
+}
+
+/* Answers every join waiting on the room with an error. With unjoin the
+ * waiting members are removed too (they never got their stream), which may
+ * drop the room itself: callers must not touch r afterwards. */
+static void fail_waiters(proto_t *p, pl_room_t *r, const char *code, const char *msg, int unjoin)
+{
+    req_t *q = r->waiters;
+    r->waiters = NULL;
+    while (q) {
+        req_t *next = q->next;
+        pl_member_t *m = unjoin && q->s->c ? pl_room_member(q->s->rooms, q->room) : NULL;
+        if (m)
+            chat_leave_member(p, q->s, m);
+        chat_req_error(q, code, msg);
+        chat_req_free(q);
+        q = next;
+    }
+}
+
+/* ===================================================================== */
+/* rooms: WAIT -> fetch -> READY                                          */
+
+static void start_fetch(proto_t *p, pl_room_t *r);
+
+/* Releases queued live messages in order. A gap at the front (a message
+ * was published while we were not subscribed) starts a catch-up fetch,
+ * unless the fetch that just ran could not fill it (trimmed), in which
+ * case it is accepted. */
+static void drain_pending(proto_t *p, pl_room_t *r, int accept_gap)
+{
+    size_t i = 0;
+    pl_mqueue_t *q = &r->pending;
+    for (; i < q->n; i++) {
+        pl_qmsg_t *m = &q->v[i];
+        if (m->seq <= r->last_seq)
+            continue;
+        if (m->seq > r->last_seq + 1) {
+            if (!accept_gap)
+                break;
+            pl_log_warn("messages lost to this worker (trimmed)\troom=%s from=%" PRId64
+                        " to=%" PRId64,
+                        r->name, r->last_seq + 1, m->seq - 1);
+        }
+        fanout_msg(r, m->seq, m->f, m->origin_conn);
+        r->last_seq = m->seq;
+    }
+    if (i < q->n) {
+        /* keep the rest, fetch what is missing before them */
+        for (size_t k = 0; k < i; k++)
+            pl_frame_unref(q->v[k].f);
+        memmove(q->v, q->v + i, (q->n - i) * sizeof(*q->v));
+        q->n -= i;
+        r->stream = ROOM_WAIT;
+        start_fetch(p, r);
+        return;
+    }
+    pl_mqueue_clear(q);
+    r->stream = ROOM_READY;
+    req_t *w = r->waiters;
+    r->waiters = NULL;
+    /* waiters were pushed at the front: answer in arrival order */
+    req_t *rev = NULL;
+    while (w) {
+        req_t *next = w->next;
+        w->next = rev;
+        rev = w;
+        w = next;
+    }
+    while (rev) {
+        req_t *next = rev->next;
+        rev->next = NULL;
+        join_ready(p, rev);
+        rev = next;
+    }
+}
+
+typedef struct fetch {
+    proto_t *p;
+    char room[PL_ROOM_MAX + 1];
+    uint64_t gen;
+} fetch_t;
+
+static pl_room_t *fetch_room(fetch_t *f)
+{
+    pl_room_t *r = pl_room_get(&f->p->rooms, f->room);
+    if (r == NULL || r->gen != f->gen)
+        return NULL;
+    r->fetching = 0;
+    return r;
+}
+
+/* A failed fetch leaves its room waiting: try again shortly (a restarted
+ * Redis answers LOADING for a while; a lost link comes back). */
+static void schedule_refetch(proto_t *p)
+{
+    if (p->refetch && !evtimer_pending(p->refetch, NULL)) {
+        struct timeval tv = {0, 250 * 1000};
+        evtimer_add(p->refetch, &tv);
+    }
+}
+
+static void on_base(void *arg, redisReply *rep)
+{
+    fetch_t *f = arg;
+    proto_t *p = f->p;
+    pl_room_t *r = fetch_room(f);
+    free(f);
+    if (r == NULL)
+        return;
+    if (rep == NULL || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+        schedule_refetch(p);
+        fail_waiters(p, r, "unavailable", "redis unavailable", 1);
+        return;
+    }
+    r->have_base = 1;
+    r->last_seq = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    drain_pending(p, r, 0);
+}
+
+static void on_catchup(void *arg, int status, pl_history_page_t *page)
+{
+    fetch_t *f = arg;
+    proto_t *p = f->p;
+    pl_room_t *r = fetch_room(f);
+    free(f);
+    if (r == NULL)
+        return;
+    if (status < 0) {
+        schedule_refetch(p);
+        fail_waiters(p, r, "unavailable", "redis unavailable", 1);
+        return;
+    }
+    for (size_t i = 0; i < page->n; i++) {
+        pl_hmsg_t *h = &page->v[i];
+        if (h->seq <= r->last_seq)
+            continue;
+        if (h->seq > r->last_seq + 1)
+            pl_log_warn("messages lost to this worker (trimmed)\troom=%s from=%" PRId64
+                        " to=%" PRId64,
+                        r->name, r->last_seq + 1, h->seq - 1);
+        pl_frame_t *fr = pl_frame_new(PL_WS_TEXT, h->json, h->len);
+        fanout_msg(r, h->seq, fr, fetched_origin(p, h));
+        pl_frame_unref(fr);
+        r->last_seq = h->seq;
+    }
+    drain_pending(p, r, 1);
+}
+
+/* Gets the room READY: the base seq on first use, else every message
+ * after last_seq. Needs a confirmed subscription (messages published
+ * after the fetch must reach us live). */
+static void start_fetch(proto_t *p, pl_room_t *r)
+{
+    r->stream = ROOM_WAIT;
+    if (r->fetching || !r->subscribed)
+        return;
+    fetch_t *f = pl_xcalloc(1, sizeof(*f));
+    f->p = p;
+    snprintf(f->room, sizeof(f->room), "%s", r->name);
+    f->gen = r->gen;
+    int rc;
+    if (!r->have_base) {
+        char key[PL_KEY_MAX];
+        pl_key_seq(key, r->name);
+        const char *argv[] = {"GET", key};
+        size_t lens[] = {3, strlen(key)};
+        rc = pl_bus_command(p->bus, on_base, f, 2, argv, lens);
+    } else {
+        rc = pl_history_range(p->bus, r->name, r->last_seq, -1, on_catchup, f);
+    }
+    if (rc < 0) {
+        free(f);
+        schedule_refetch(p);
+        fail_waiters(p, r, "unavailable", "redis unavailable", 1);
+        return;
+    }
+    r->fetching = 1;
+}
+
+void chat_stream_join(proto_t *p, pl_member_t *m, req_t *q, int first_conn)
+{
+    pl_room_t *r = m->room;
+    if (r->gen == 0)
+        r->gen = ++p->room_gen;
+    /* until the join is answered, live messages wait on the member: the
+     * reply's seq (or the recovery) decides where its stream starts */
+    m->recovering = 1;
+    if (first_conn) {
+        char ch[PL_KEY_MAX];
+        pl_key_room_channel(ch, r->name);
+        pl_bus_subscribe(p->bus, ch);
+        if (pl_bus_subscribed(p->bus, ch))
+            r->subscribed = 1;
+    }
+    if (r->stream == ROOM_READY) {
+        join_ready(p, q);
+        return;
+    }
+    q->next = r->waiters;
+    r->waiters = q;
+    if (r->subscribed && !r->fetching)
+        start_fetch(p, r);
+}
+
+void chat_stream_close(proto_t *p, pl_room_t *r)
+{
+    char ch[PL_KEY_MAX];
+    pl_key_room_channel(ch, r->name);
+    pl_bus_unsubscribe(p->bus, ch);
+    fail_waiters(p, r, "not_joined", "left before the join completed", 0);
+    pl_room_drop(&p->rooms, r);
+}
+
+void chat_stream_msg(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin)
+{
+    if (r->stream != ROOM_READY) {
+        pl_mqueue_push(&r->pending, seq, origin, f);
+        return;
+    }
+    if (seq <= r->last_seq)
+        return; /* already delivered (catch-up overlap or a duplicate publish) */
+    if (seq > r->last_seq + 1) {
+        pl_mqueue_push(&r->pending, seq, origin, f);
+        start_fetch(p, r);
+        return;
+    }
+    fanout_msg(r, seq, f, origin);
+    r->last_seq = seq;
+}
+
+void chat_stream_subscribed(proto_t *p, const char *room)
+{
+    pl_room_t *r = pl_room_get(&p->rooms, room);
+    if (r == NULL)
+        return;
+    r->subscribed = 1;
+    start_fetch(p, r);
+}
+
+void chat_stream_sub_down(proto_t *p)
+{
+    size_t i, n = 0;
+    char **waiting = pl_xcalloc(p->rooms.rooms.n + 1, sizeof(*waiting));
+    for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e;
+         e = pl_map_next(&p->rooms.rooms, e, &i)) {
+        pl_room_t *r = e->val;
+        r->subscribed = 0;
+        r->stream = ROOM_WAIT;
+        if (r->waiters)
+            waiting[n++] = pl_xstrdup(r->name);
+    }
+    /* joins waiting for a subscription would wait for the reconnect:
+     * refuse them now (may drop rooms, hence the second pass) */
+    for (size_t k = 0; k < n; k++) {
+        pl_room_t *r = pl_room_get(&p->rooms, waiting[k]);
+        if (r)
+            fail_waiters(p, r, "unavailable", "redis unavailable", 1);
+        free(waiting[k]);
+    }
+    free(waiting);
+}
+
+void chat_stream_refetch(proto_t *p)
+{
+    /* start_fetch may drop a room (failed joins): collect names first */
+    size_t i, n = 0;
+    char **names = pl_xcalloc(p->rooms.rooms.n + 1, sizeof(*names));
+    for (pl_map_entry_t *e = pl_map_first(&p->rooms.rooms, &i); e;
+         e = pl_map_next(&p->rooms.rooms, e, &i)) {
+        pl_room_t *r = e->val;
+        if (r->subscribed && r->stream == ROOM_WAIT && !r->fetching)
+            names[n++] = pl_xstrdup(r->name);
+    }
+    for (size_t k = 0; k < n; k++) {
+        pl_room_t *r = pl_room_get(&p->rooms, names[k]);
+        if (r && r->subscribed && r->stream == ROOM_WAIT && !r->fetching)
+            start_fetch(p, r);
+        free(names[k]);
+    }
+    free(names);
+}
+
+void chat_on_refetch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    chat_stream_refetch(arg);
+}
+
+/* ===================================================================== */
+/* DM streams                                                             */
+
+/* Per local user and dm room, the same in-order, once-only stream as
+ * rooms, fed by the user's channel. A gap (a DM published while the user
+ * channel was resubscribing) is filled from the dm room's recent zset
+ * before newer DMs are released. */
+
+typedef struct dmfetch {
+    proto_t *p;
+    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
+} dmfetch_t;
+
+static void dm_deliver(proto_t *p, dmstream_t *d, int64_t seq, pl_frame_t *f, uint64_t origin)
+{
+    if (seq <= d->last)
+        return;
+    if (d->last > 0 && seq > d->last + 1)
+        pl_log_warn("dms lost to this worker\tuser=%s room=%s from=%" PRId64 " to=%" PRId64,
+                    d->user, d->room, d->last + 1, seq - 1);
+    d->last = seq;
+    chat_user_fanout(p, d->user, f, origin, 1);
+}
+
+/* Releases the DMs held while fetching, in order. */
+static void dm_release(proto_t *p, dmstream_t *d)
+{
+    pl_mqueue_t q = d->pending;
+    memset(&d->pending, 0, sizeof(d->pending));
+    for (size_t i = 0; i < q.n; i++)
+        dm_deliver(p, d, q.v[i].seq, q.v[i].f, q.v[i].origin_conn);
+    pl_mqueue_clear(&q);
+}
+
+static void on_dm_fetch(void *arg, int status, pl_history_page_t *page)
+{
+    dmfetch_t *df = arg;
+    proto_t *p = df->p;
+    dmstream_t *d = pl_map_get(&p->dms, df->key);
+    free(df);
+    if (d == NULL)
+        return; /* the user left this worker meanwhile */
+    d->fetching = 0;
+    for (size_t i = 0; status == 0 && i < page->n; i++) {
+        pl_frame_t *f = pl_frame_new(PL_WS_TEXT, page->v[i].json, page->v[i].len);
+        dm_deliver(p, d, page->v[i].seq, f, fetched_origin(p, &page->v[i]));
+        pl_frame_unref(f);
+    }
+    dm_release(p, d);
+}
+
+/* Starts a catch-up from d->last; returns -1 when Redis is down. */
+static int dm_fetch(proto_t *p, dmstream_t *d, const char *key)
+{
+    if (d->fetching)
+        return 0;
+    dmfetch_t *df = pl_xcalloc(1, sizeof(*df));
+    df->p = p;
+    snprintf(df->key, sizeof(df->key), "%s", key);
+    if (pl_history_range(p->bus, d->room, d->last, -1, on_dm_fetch, df) < 0) {
+        free(df);
+        return -1;
+    }
+    d->fetching = 1;
+    return 0;
+}
+
+/* The user's stream for a dm room, created while the user has a local
+ * connection; NULL otherwise. */
+static dmstream_t *dm_stream_n(proto_t *p, const char *user, const char *room, size_t room_len,
+                               char *key, size_t keylen)
+{
+    snprintf(key, keylen, "%.64s|%.*s", user, (int)room_len, room);
+    dmstream_t *d = pl_map_get(&p->dms, key);
+    if (d == NULL) {
+        if (pl_user_get(&p->rooms, user) == NULL)
+            return NULL; /* nobody of this user here any more */
+        d = pl_xcalloc(1, sizeof(*d));
+        snprintf(d->user, sizeof(d->user), "%.64s", user);
+        snprintf(d->room, sizeof(d->room), "%.*s", (int)room_len, room);
+        pl_map_put(&p->dms, key, d);
+    }
+    return d;
+}
+
+dmstream_t *chat_dm_stream(proto_t *p, const char *user, const char *room)
+{
+    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
+    return dm_stream_n(p, user, room, strlen(room), key, sizeof(key));
+}
+
+void chat_stream_dm(proto_t *p, const char *user, const char *room, size_t room_len, int64_t seq,
+                    pl_frame_t *f, uint64_t origin)
+{
+    /* a joined dm room's position advances with its user-channel traffic
+     * (join replies report it) */
+    char name[PL_ROOM_MAX + 1];
+    assert(room_len <= PL_ROOM_MAX);
+    memcpy(name, room, room_len);
+    name[room_len] = '\0';
+    pl_room_t *r = pl_room_get(&p->rooms, name);
+    if (r && r->have_base && seq > r->last_seq)
+        r->last_seq = seq;
+    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
+    dmstream_t *d = dm_stream_n(p, user, room, room_len, key, sizeof(key));
+    if (d == NULL)
+        return;
+    if (d->fetching || (d->last > 0 && seq > d->last + 1)) {
+        pl_mqueue_push(&d->pending, seq, origin, f);
+        if (dm_fetch(p, d, key) < 0)
+            dm_release(p, d); /* Redis down: deliver what we have, gap and all */
+        return;
+    }
+    dm_deliver(p, d, seq, f, origin);
+}
+
+/* Keys of the user's DM streams (malloc'd array of malloc'd keys). */
+static char **dm_keys(proto_t *p, const char *user, size_t *n)
+{
+    size_t i, ulen = strlen(user);
+    char **keys = pl_xcalloc(p->dms.n + 1, sizeof(*keys));
+    *n = 0;
+    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i))
+        if (strncmp(e->key, user, ulen) == 0 && e->key[ulen] == '|')
+            keys[(*n)++] = pl_xstrdup(e->key);
+    return keys;
+}
+
+void chat_stream_user_subscribed(proto_t *p, const char *user)
+{
+    size_t n;
+    char **keys = dm_keys(p, user, &n);
+    for (size_t k = 0; k < n; k++) {
+        dmstream_t *d = pl_map_get(&p->dms, keys[k]);
+        if (d && d->last > 0)
+            (void)dm_fetch(p, d, keys[k]);
+        free(keys[k]);
+    }
+    free(keys);
+}
+
+void chat_dm_forget(proto_t *p, const char *user)
+{
+    size_t n;
+    char **keys = dm_keys(p, user, &n);
+    for (size_t k = 0; k < n; k++) {
+        dmstream_t *d = pl_map_del(&p->dms, keys[k]);
+        if (d) {
+            pl_mqueue_clear(&d->pending); /* a fetch in flight finds no stream */
+            free(d);
+        }
+        free(keys[k]);
+    }
+    free(keys);
+}
