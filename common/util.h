@@ -15,7 +15,6 @@
 
 #define PL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define PL_UNUSED(x) ((void)(x))
 
 /* Allocation: out of memory aborts the process with a log line, so call
  * sites never check for NULL. */

@@ -1,6 +1,7 @@
 /*
- * Chat history (docs/protocol.md 1.5, 3.4): the Redis part, then the
- * MySQL part below it when needed, joined without a hole.
+ * Chat history (docs/protocol.md 1.5, 3.4): the history command. The
+ * Redis part, then the MySQL part below it when needed (both read by
+ * store/history.c), joined without a hole.
  */
 #include "auth.h"
 #include "conn.h"
@@ -13,9 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ===================================================================== */
-/* history / presence / typing                                            */
 
 #define ADD_LIT(b, s) pl_hbuf_add((b), (s), sizeof(s) - 1)
 
@@ -75,7 +73,7 @@ static void on_history_older(void *arg, int status, pl_history_page_t *page)
         return;
     }
     if (!pl_history_contiguous(page, &q->recent)) {
-        /* never a page with a hole (see history.c for why this should not
+        /* never a page with a hole (see store/history.c for why this should not
          * happen: messages lost before they were archived, or a bug) */
         pl_log_error("history hole between mysql and redis, refused\troom=%s mysql_newest=%" PRId64
                      " redis_oldest=%" PRId64,

@@ -2,8 +2,9 @@
  * The worker's local chat index, kept both ways (STYLE.md): room ->
  * members and connection -> members, plus user -> connections for DMs and
  * per-room user counts for presence. Pure bookkeeping: no I/O, no Redis;
- * cmd.c drives it and bus.c is told when a room or user channel gains its
- * first or loses its last local member.
+ * join.c, cmd.c (auth, close) and stream.c drive it and (un)subscribe the
+ * room or user channel on the bus when it gains its first or loses its
+ * last local member.
  *
  * A pl_member_t is the link "this connection is joined to this room"; it
  * sits on the room's list and on the connection's list at once, so leave
@@ -54,8 +55,9 @@ typedef struct pl_room_user {
     int conns; /* local connections of this user joined to the room */
 } pl_room_user_t;
 
-/* Stream state of a room on this worker, see cmd.c: messages are handed
- * to members strictly in seq order, each once. */
+/* Stream state of a room on this worker (the machine is stream.c, its
+ * transitions are listed in chat.h): messages are handed to members
+ * strictly in seq order, each once. */
 enum room_stream {
     ROOM_WAIT,  /* subscribing, or fetching the base seq / missed messages; live messages queue */
     ROOM_READY, /* live messages with last_seq+1 are delivered at once */
@@ -74,8 +76,8 @@ typedef struct pl_room {
     int fetching;        /* a base/catch-up fetch is in flight */
     int subscribed;      /* the channel subscription is confirmed */
     pl_mqueue_t pending; /* live messages that arrived while ROOM_WAIT */
-    void *waiters;       /* joins waiting for ROOM_READY (cmd.c's list) */
-    uint64_t gen;        /* incarnation, set by cmd.c: stale fetch replies are ignored */
+    void *waiters;       /* joins waiting for ROOM_READY (stream.c's req_t list) */
+    uint64_t gen;        /* incarnation, set by stream.c: stale fetch replies are ignored */
 } pl_room_t;
 
 typedef struct pl_rooms {

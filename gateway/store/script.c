@@ -7,7 +7,7 @@
  * stream, publish the msgpack envelope, remember the cid. Because it all
  * runs in one script, publish order is seq order. With MySQL on, the
  * recent zset is trimmed only below min(seq - keep, archived) so that no
- * message the archiver has not committed leaves Redis (history.c). Each
+ * message the archiver has not committed leaves Redis (store/history.c). Each
  * zset member carries its origin connection as a prefix (history.h) so
  * that a fetch can still skip the sender.
  *
@@ -129,11 +129,6 @@ static const char presence_lua[] =
 
 static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua};
 static char shas[PL_SCRIPT_COUNT][41];
-
-const char *pl_script_source(pl_script_id_t id)
-{
-    return sources[id];
-}
 
 const char *pl_script_sha(pl_script_id_t id)
 {

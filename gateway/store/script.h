@@ -48,7 +48,6 @@ enum presence_arg {
     PRES_NARGS      /* join/leave: user, member; refresh: members... */
 };
 
-const char *pl_script_source(pl_script_id_t id);
 /* 40 lowercase hex digits. */
 const char *pl_script_sha(pl_script_id_t id);
 
