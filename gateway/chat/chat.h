@@ -133,7 +133,7 @@ void chat_auth_reply(session_t *s);
  *
  * Transitions:
  *   first local member joins      new room in WAIT, subscribe its channel
- *   subscription confirmed        WAIT: fetch
+ *   subscription confirmed        -> WAIT, fetch (base seq or catch-up)
  *   fetch done, pending in order  WAIT -> READY, waiters answered in arrival order
  *   gap at the front of pending   stays WAIT, fetch again from last_seq (a
  *                                 catch-up that cannot fill it accepts it)
