@@ -2,8 +2,8 @@
  * The chat layer's internal header: what cmd.c (parsing, sessions,
  * replies, auth, the worker seam) and the other files of gateway/chat/
  * (one concern each: stream, deliver, join, send, history, presence)
- * share. Not for use outside
- * the chat layer; docs/protocol.md is the reference for behaviour.
+ * share. Not for use outside the chat layer; docs/protocol.md is the
+ * reference for behaviour.
  */
 #ifndef PL_CHAT_H
 #define PL_CHAT_H
