@@ -12,6 +12,7 @@
 #include "db.h"
 #include "envelope.h"
 #include "history.h"
+#include "keys.h"
 #include "log.h"
 #include "metrics.h"
 #include "ops.h"
@@ -383,7 +384,7 @@ static int on_worker_start(pl_worker_t *w)
     if (pl_auth_load_secret(w->cfg, &p->secret, &p->secret_len) < 0)
         pl_log_error("no token secret (token_secret or token_secret_file): every auth will fail");
     char control[PL_KEY_MAX];
-    snprintf(control, sizeof(control), "parley:node:{%s}:%d", w->node_id, w->index);
+    pl_key_node(control, w->node_id, w->index);
     pl_bus_handlers_t h = {
         .arg = p,
         .on_message = chat_on_bus_message,
@@ -470,7 +471,7 @@ static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
     if (!s->authed) {
         if (rc < 0 || cmd.op != OP_AUTH) {
             chat_reply_error(s, cmd.has_id, cmd.id, "unauthorized", "the first frame must be auth");
-            pl_conn_close(c, 1008, "first frame was not a valid auth");
+            pl_conn_close(c, PL_WS_CLOSE_POLICY, "first frame was not a valid auth");
         } else {
             cmd_auth(p, s, &cmd);
         }
@@ -487,7 +488,7 @@ static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
         return;
     case PL_RATE_ABUSIVE:
         pl_cmd_free(&cmd);
-        pl_conn_close(c, 1008, "rate limit ignored\trejected=%u", s->rl.rejected);
+        pl_conn_close(c, PL_WS_CLOSE_POLICY, "rate limit ignored\trejected=%u", s->rl.rejected);
         return;
     }
     if (rc < 0) {
