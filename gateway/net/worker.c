@@ -52,6 +52,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -165,9 +166,12 @@ static void refuse(pl_worker_t *w, int fd, const struct sockaddr *sa, enum pl_li
     unsigned suppressed;
     if (pl_worker_refusal_log(w, &suppressed)) {
         pl_addr_t a;
-        char peer[PL_ADDR_STRLEN] = "?";
+        char host[PL_ADDR_STRLEN] = "?", peer[PL_ADDR_STRLEN + 8];
+        int port = sa->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
+                                             : ntohs(((const struct sockaddr_in *)sa)->sin_port);
         if (pl_addr_from_sockaddr(sa, &a) == 0)
-            pl_addr_format(&a, peer);
+            pl_addr_format(&a, host);
+        snprintf(peer, sizeof(peer), "%s:%d", host, port); /* as pl_conn_log shows it */
         pl_log_info("connection refused: limit reached\tlimit=%s status=%d open=%zu "
                     "max_connections=%zu peer=%s%s%.0u",
                     pl_metrics_limit_name(limit), status, w->priv->nopen, w->priv->max_conns,
