@@ -29,12 +29,12 @@ struct table {
 /* One address; free when total is 0. */
 struct entry {
     pl_addr_t addr;
-    uint32_t total;   /* sum of col[] */
-    uint16_t col[];   /* connections held, per metrics block */
+    uint32_t total; /* sum of col[] */
+    uint16_t col[]; /* connections held, per metrics block */
 };
 
-static struct table *tab;    /* shared, NULL while the limit was never on */
-static int my_block = -1;    /* this worker's column */
+static struct table *tab; /* shared, NULL while the limit was never on */
+static int my_block = -1; /* this worker's column */
 
 /* ---- SipHash-2-4 (Aumasson, Bernstein), of exactly 16 bytes ---- */
 
@@ -168,8 +168,8 @@ int pl_iplimit_create(size_t capacity, int nblocks)
     size_t esize = (sizeof(struct entry) + (size_t)nblocks * sizeof(uint16_t) + 3) & ~(size_t)3;
     size_t size = sizeof(struct table) + (size_t)cap * esize;
     /* NORESERVE: pages are only touched as addresses hash onto them */
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void *p =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
         pl_log_error("mmap() failed for the per-ip table: %s\tbytes=%zu", strerror(errno), size);
         return -1;

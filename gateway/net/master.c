@@ -93,7 +93,7 @@ static struct old *olds;
 static int nolds, olds_cap;
 static int exiting;
 static int fatal; /* a worker exited PL_WORKER_EXIT_CONFIG: exit 2 once all are gone */
-static struct sockaddr_storage bound;  /* the address every slot's socket binds */
+static struct sockaddr_storage bound; /* the address every slot's socket binds */
 static socklen_t bound_len;
 static uint64_t kill_at_ms;
 static int killed;
@@ -456,8 +456,8 @@ static int setup_limits(void)
                     "configured=%lld max_connections=%zu fd_reserve=%zu",
                     (long long)cfg->max_connections, max, reserve);
     else
-        pl_log_info("limits\tmax_connections=%zu fd_reserve=%zu max_connections_per_ip=%lld",
-                    max, reserve, (long long)cfg->max_connections_per_ip);
+        pl_log_info("limits\tmax_connections=%zu fd_reserve=%zu max_connections_per_ip=%lld", max,
+                    reserve, (long long)cfg->max_connections_per_ip);
     if (cfg->max_connections_per_ip > 0)
         return pl_iplimit_create(2 * (size_t)nslots * max, PL_METRICS_BLOCKS_PER_SLOT * nslots);
     return 0;

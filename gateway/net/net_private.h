@@ -31,10 +31,12 @@ struct sockaddr;
 /* ---- conn.c (for worker.c) ---- */
 
 /* pl_conn_new flags (how the client address is known, see worker.c) */
-#define PL_CONN_PROXIED 1u /* the peer is in trusted_proxies: the client address comes from
-                              its request's X-Forwarded-For / X-Real-IP */
-#define PL_CONN_IP_HELD 2u /* worker.c counted the peer's address (pl_iplimit_acquire):
-                              released when the connection closes */
+#define PL_CONN_PROXIED                                                                            \
+    1u /* the peer is in trusted_proxies: the client address comes from                            \
+          its request's X-Forwarded-For / X-Real-IP */
+#define PL_CONN_IP_HELD                                                                            \
+    2u /* worker.c counted the peer's address (pl_iplimit_acquire):                                \
+          released when the connection closes */
 
 /* Takes over an accepted non-blocking socket: state HTTP, handshake timer
  * armed, linked on the worker's open list. */

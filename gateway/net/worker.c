@@ -92,12 +92,12 @@ struct pl_worker_private {
     uint64_t next_id;
     uint8_t *scratch;
     uint64_t last_emfile_log_ms;
-    size_t trim_peak;      /* most output queued since the last trim */
-    size_t nopen_peak;     /* most open connections since the last trim */
-    int trim_quiet;        /* consecutive ticks with the queue near empty throughout */
-    uint64_t last_trim_ms; /* monotonic time of the last malloc_trim */
-    size_t max_conns;      /* max_connections in effect (pl_worker_max_conns) */
-    int spare_fd;          /* /dev/null, given up on EMFILE to refuse one client; -1 if none */
+    size_t trim_peak;       /* most output queued since the last trim */
+    size_t nopen_peak;      /* most open connections since the last trim */
+    int trim_quiet;         /* consecutive ticks with the queue near empty throughout */
+    uint64_t last_trim_ms;  /* monotonic time of the last malloc_trim */
+    size_t max_conns;       /* max_connections in effect (pl_worker_max_conns) */
+    int spare_fd;           /* /dev/null, given up on EMFILE to refuse one client; -1 if none */
     pl_cidr_list_t trusted; /* trusted_proxies, parsed */
     uint64_t refusal_sec;   /* second of the refusal log budget */
     unsigned refusal_logs;  /* refusal lines written in refusal_sec */
@@ -156,8 +156,8 @@ static void refuse(pl_worker_t *w, int fd, const struct sockaddr *sa, enum pl_li
     const char *body = status == 429 ? "too many connections from your address\n"
                                      : "server busy: too many connections\n";
     char head[512];
-    size_t hlen = pl_http_head(head, sizeof(head), status, "text/plain", strlen(body),
-                               "Retry-After: 5\r\n");
+    size_t hlen =
+        pl_http_head(head, sizeof(head), status, "text/plain", strlen(body), "Retry-After: 5\r\n");
     struct iovec iov[2] = {{head, hlen}, {(void *)body, strlen(body)}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
     (void)!sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -174,8 +174,8 @@ static void refuse(pl_worker_t *w, int fd, const struct sockaddr *sa, enum pl_li
         snprintf(peer, sizeof(peer), "%s:%d", host, port); /* as pl_conn_log shows it */
         pl_log_info("connection refused: limit reached\tlimit=%s status=%d open=%zu "
                     "max_connections=%zu peer=%s%s%.0u",
-                    pl_metrics_limit_name(limit), status, w->priv->nopen, w->priv->max_conns,
-                    peer, suppressed ? " suppressed=" : "", suppressed);
+                    pl_metrics_limit_name(limit), status, w->priv->nopen, w->priv->max_conns, peer,
+                    suppressed ? " suppressed=" : "", suppressed);
     }
 }
 

@@ -57,9 +57,21 @@ static void test_parse_forms(void)
 
 static void test_parse_rejects(void)
 {
-    const char *bad[] = {"",         " ",          "1.2.3",       "1.2.3.4.5",     "256.1.1.1",
-                         "1.2.3.4:", "1.2.3.4:x",  "1.2.3.4:123456", "[::1",       "[::1]x",
-                         "[::1]:",   "::1:80:x:",  "unknown",     "1.2.3.4 5.6.7.8", "[1.2.3.4]:x",
+    const char *bad[] = {"",
+                         " ",
+                         "1.2.3",
+                         "1.2.3.4.5",
+                         "256.1.1.1",
+                         "1.2.3.4:",
+                         "1.2.3.4:x",
+                         "1.2.3.4:123456",
+                         "[::1",
+                         "[::1]x",
+                         "[::1]:",
+                         "::1:80:x:",
+                         "unknown",
+                         "1.2.3.4 5.6.7.8",
+                         "[1.2.3.4]:x",
                          "fe80::1%eth0"};
     for (size_t i = 0; i < PL_ARRAY_LEN(bad); i++) {
         if (parses(bad[i]))
@@ -141,9 +153,9 @@ static void test_cidr_lists(void)
 
 static void test_cidr_rejects(void)
 {
-    const char *bad[] = {"10.0.0.0/33", "10.0.0.1/8", "::1/129", "10.0.0.0/",   "10.0.0.0/x",
-                         "/8",          "[::1]",      "1.2.3.4:80", "example.com", "10.0.0.0/8 x",
-                         "fd00::1/8",   "10.0.0.0/-1"};
+    const char *bad[] = {"10.0.0.0/33", "10.0.0.1/8",   "::1/129",   "10.0.0.0/",
+                         "10.0.0.0/x",  "/8",           "[::1]",     "1.2.3.4:80",
+                         "example.com", "10.0.0.0/8 x", "fd00::1/8", "10.0.0.0/-1"};
     for (size_t i = 0; i < PL_ARRAY_LEN(bad); i++) {
         pl_cidr_list_t l;
         char err[128] = "";
@@ -177,8 +189,7 @@ static void test_forwarded_rightmost_untrusted(void)
     /* a client-written entry on the left is ignored */
     CU_ASSERT_STRING_EQUAL(fwd(t, "6.6.6.6, 203.0.113.9", NULL), "203.0.113.9");
     /* trusted hops on the right are skipped */
-    CU_ASSERT_STRING_EQUAL(fwd(t, "6.6.6.6, 203.0.113.9, 10.0.0.5,10.1.1.1", NULL),
-                           "203.0.113.9");
+    CU_ASSERT_STRING_EQUAL(fwd(t, "6.6.6.6, 203.0.113.9, 10.0.0.5,10.1.1.1", NULL), "203.0.113.9");
     /* all trusted: the leftmost */
     CU_ASSERT_STRING_EQUAL(fwd(t, "10.0.0.7, 10.0.0.5", NULL), "10.0.0.7");
     /* garbage the client wrote, behind the real hop: never reached */
