@@ -221,6 +221,13 @@ enum pl_iplimit_result pl_iplimit_acquire(const pl_addr_t *a, unsigned limit)
         }
     } else if (tab->used + 1 > tab->cap / 4 * 3 || limit == 0) {
         r = limit == 0 ? PL_IPLIMIT_OVER : PL_IPLIMIT_FULL;
+        static uint64_t last_full_log_ms; /* per worker: one line per 10 s at most */
+        uint64_t now = pl_mono_ms();
+        if (r == PL_IPLIMIT_FULL && (last_full_log_ms == 0 || now - last_full_log_ms >= 10000)) {
+            last_full_log_ms = now;
+            pl_log_warn("per-ip table full: new addresses are let in uncounted\taddresses=%u",
+                        tab->used);
+        }
     } else {
         e = at(i);
         e->addr = *a;

@@ -15,7 +15,7 @@
  * locker (EOWNERDEAD), not locked forever.
  *
  * Full table (more distinct addresses than it was sized for): a new
- * address is let in uncounted (fail open, logged by the caller) rather
+ * address is let in uncounted (fail open, logged every 10 s) rather
  * than refused: the per-worker max_connections still bounds it.
  */
 #ifndef PL_IPLIMIT_H
