@@ -15,8 +15,8 @@ import socket
 import subprocess
 import time
 
-import pl
-from chatlib import login, uniq
+from lib import pl
+from lib.chatlib import login, uniq
 
 ECHO = {"echo_path": "/echo"}
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
