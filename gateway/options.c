@@ -3,6 +3,7 @@
  * checks for every key, in one place.
  */
 #include "options.h"
+#include "addr.h"
 #include "checks.h"
 
 #include <stddef.h>
@@ -16,6 +17,15 @@ static int check_path(const char *v, char *err, size_t errlen)
         snprintf(err, errlen, "'%s' must start with /", v);
         return -1;
     }
+    return 0;
+}
+
+static int check_cidrs(const char *v, char *err, size_t errlen)
+{
+    pl_cidr_list_t l;
+    if (pl_cidr_list_parse(v, &l, err, errlen) < 0)
+        return -1;
+    pl_cidr_list_free(&l);
     return 0;
 }
 
@@ -68,5 +78,14 @@ const pl_opt_t pl_gw_options[] = {
     {"mysql_url", PL_OPT_STR, OFF(mysql_url), "", 0, 0, pl_check_mysql_url,
      "MySQL/MariaDB for older history (empty = off)"},
     {"mysql_pool", PL_OPT_INT, OFF(mysql_pool), "2", 1, 64, NULL, "MySQL connections per worker"},
+    /* limits (issue 8; docs/ops.md "Limits") */
+    {"max_connections", PL_OPT_INT, OFF(max_connections), "0", 0, 10000000, NULL,
+     "client connections per worker (0 = the open-file limit less a reserve for Redis, "
+     "MySQL and the listener); more get HTTP 503"},
+    {"max_connections_per_ip", PL_OPT_INT, OFF(max_connections_per_ip), "0", 0, 65535, NULL,
+     "client connections per address on this node, all workers together (0 = off); "
+     "more get HTTP 503"},
+    {"trusted_proxies", PL_OPT_STR, OFF(trusted_proxies), "", 0, 0, check_cidrs,
+     "CIDRs of proxies whose X-Forwarded-For / X-Real-IP name the client (empty = none)"},
     PL_OPT_END,
 };

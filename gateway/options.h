@@ -38,6 +38,10 @@ typedef struct pl_gw_config {
     /* history in MySQL */
     char *mysql_url;    /* mysql://user:pass@host:port/db or a unix socket; "" = off */
     int64_t mysql_pool; /* connections per worker */
+    /* limits (issue 8) */
+    int64_t max_connections;        /* per worker; 0 = from RLIMIT_NOFILE (pl_worker_max_conns) */
+    int64_t max_connections_per_ip; /* per node, all workers; 0 = off */
+    char *trusted_proxies;          /* CIDR list (addr.h); "" = trust no proxy headers */
 } pl_gw_config_t;
 
 extern const pl_opt_t pl_gw_options[];

@@ -21,7 +21,9 @@
  * a frame boundary and the close frame still parses on the client.
  */
 #include "conn.h"
+#include "addr.h"
 #include "http.h"
+#include "iplimit.h"
 #include "log.h"
 #include "metrics.h"
 #include "net_private.h"
@@ -76,6 +78,8 @@ struct pl_conn_private {
     unsigned linger : 1;      /* once flushed: half-close, drop input until EOF (see after_flush) */
     unsigned discard : 1;     /* ignore further input (after an error or an HTTP reply) */
     unsigned logged : 1;      /* the one death line was written */
+    unsigned proxied : 1;     /* peer is a trusted proxy: c->peer is set from its headers */
+    unsigned ip_held : 1;     /* counted in the per-ip table under c->peer's address */
 };
 
 typedef struct conn_full {
@@ -417,6 +421,12 @@ static void conn_shut(pl_conn_t *c, int level, const char *fmt, ...)
     }
     queued_sub(c->out_bytes);
     c->out_bytes = 0;
+    if (p->ip_held) {
+        pl_addr_t a;
+        if (pl_addr_parse(c->peer, strlen(c->peer), &a) == 0)
+            pl_iplimit_release(&a);
+        p->ip_held = 0;
+    }
     conn_set_state(c, CONN_CLOSED);
     if (p->opened) {
         p->opened = 0;
@@ -501,11 +511,59 @@ static void http_fail(pl_conn_t *c, int status, enum pl_hs_reason reason, const 
                status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
 }
 
+/* Refused by a limit (metric, one line, 503 or 429). */
+static void http_limit(pl_conn_t *c, int status, enum pl_limit limit)
+{
+    pl_metrics_limit(c->w->metrics, limit);
+    unsigned suppressed;
+    if (!c->priv->logged && pl_worker_refusal_log(c->w, &suppressed))
+        pl_conn_log(c, PL_LOG_INFO, "connection refused: limit reached\tlimit=%s status=%d%s%.0u",
+                    pl_metrics_limit_name(limit), status, suppressed ? " suppressed=" : "",
+                    suppressed);
+    c->priv->logged = 1;
+    const char *body = status == 429 ? "too many connections from your address\n"
+                                     : "server busy: too many connections\n";
+    http_reply(c, status, "text/plain", body, strlen(body), "Retry-After: 5\r\n");
+}
+
+/* A trusted proxy's request: the client is the address its headers name
+ * (or the proxy itself if they name none). c->peer becomes that address,
+ * so every later log line of the connection shows the real client, and it
+ * is counted for max_connections_per_ip. Returns -1 if refused. */
+static int proxied_client(pl_conn_t *c, const pl_http_req_t *req)
+{
+    struct pl_conn_private *p = c->priv;
+    p->proxied = 0; /* once per connection */
+    pl_addr_t a;
+    if (pl_addr_forwarded(pl_worker_trusted(c->w), req->forwarded_for, req->forwarded_for_len,
+                          req->real_ip, req->real_ip_len, &a) == 0) {
+        char proxy[sizeof(c->peer)];
+        memcpy(proxy, c->peer, sizeof(proxy));
+        pl_addr_format(&a, c->peer);
+        if (pl_log_level >= PL_LOG_DEBUG)
+            pl_conn_log(c, PL_LOG_DEBUG, "client address from proxy headers\tproxy=%s", proxy);
+    } else if (pl_addr_parse(c->peer, strlen(c->peer), &a) < 0) {
+        return 0;
+    }
+    int64_t limit = c->w->cfg->max_connections_per_ip;
+    if (limit <= 0)
+        return 0;
+    enum pl_iplimit_result r = pl_iplimit_acquire(&a, (unsigned)limit);
+    if (r == PL_IPLIMIT_OVER) {
+        http_limit(c, 429, PL_LIMIT_MAX_CONNECTIONS_PER_IP);
+        return -1;
+    }
+    p->ip_held = r == PL_IPLIMIT_OK;
+    return 0;
+}
+
 /* Handles a complete request head; returns the bytes it used. */
 static size_t http_request(pl_conn_t *c, const pl_http_req_t *req)
 {
     struct pl_conn_private *p = c->priv;
     const pl_gw_config_t *cfg = c->w->cfg;
+    if (p->proxied && proxied_client(c, req) < 0)
+        return req->head_len;
     if (pl_http_path_is(req, "/healthz") || pl_http_path_is(req, "/metrics")) {
         if (!req->is_get) {
             http_fail(c, 405, PL_HS_METHOD, req->path, req->path_len);
@@ -801,7 +859,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- lifecycle ---- */
 
-pl_conn_t *pl_conn_new(pl_worker_t *w, int fd, const struct sockaddr *sa)
+pl_conn_t *pl_conn_new(pl_worker_t *w, int fd, const struct sockaddr *sa, unsigned flags)
 {
     conn_full_t *full = pl_xcalloc(1, sizeof(*full));
     pl_conn_t *c = &full->pub;
@@ -811,6 +869,8 @@ pl_conn_t *pl_conn_new(pl_worker_t *w, int fd, const struct sockaddr *sa)
     c->id = pl_worker_next_id(w);
     c->state = CONN_HTTP;
     p->fd = fd;
+    p->proxied = (flags & PL_CONN_PROXIED) != 0;
+    p->ip_held = (flags & PL_CONN_IP_HELD) != 0;
     p->last_rx_ms = (uint32_t)pl_mono_ms();
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;

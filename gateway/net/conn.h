@@ -26,7 +26,9 @@ typedef struct pl_conn {
     uint64_t id;                  /* unique within the worker (logs, origin of envelopes) */
     struct pl_worker *w;          /* owning worker */
     enum conn_state state;        /* written only by conn_set_state() in conn.c */
-    char peer[56];                /* "ip:port" or "[ipv6]:port" of the client */
+    char peer[56];                /* "ip:port" or "[ipv6]:port" of the client; behind a trusted
+                                     proxy, once its request is read, the client address its
+                                     headers name ("ip" or "[ipv6]", no port) */
     void *session;                /* the path's module's per-connection state (set in open,
                                      released in closed) */
     const char *user;             /* set by the module after auth (owned by session), for logs */

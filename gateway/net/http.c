@@ -148,6 +148,13 @@ int pl_http_parse(const char *buf, size_t len, pl_http_req_t *req)
         } else if (name_is(p, nlen, "origin")) {
             req->origin = v;
             req->origin_len = vlen;
+        } else if (name_is(p, nlen, "x-forwarded-for")) {
+            /* the last line: the proxy nearest us appends to it */
+            req->forwarded_for = v;
+            req->forwarded_for_len = vlen;
+        } else if (name_is(p, nlen, "x-real-ip")) {
+            req->real_ip = v;
+            req->real_ip_len = vlen;
         }
     }
     return PL_OK;
@@ -220,6 +227,8 @@ const char *pl_http_reason(int status)
         return "Method Not Allowed";
     case 426:
         return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:

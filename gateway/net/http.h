@@ -29,9 +29,14 @@ typedef struct pl_http_req {
     size_t origin_len;
     const char *version; /* Sec-WebSocket-Version, or NULL */
     size_t version_len;
-    int upgrade_websocket;  /* Upgrade lists the token "websocket" */
-    int connection_upgrade; /* Connection lists the token "upgrade" */
-    int dup_key;            /* Sec-WebSocket-Key appeared more than once */
+    int upgrade_websocket;     /* Upgrade lists the token "websocket" */
+    int connection_upgrade;    /* Connection lists the token "upgrade" */
+    int dup_key;               /* Sec-WebSocket-Key appeared more than once */
+    const char *forwarded_for; /* X-Forwarded-For (the last such line), or NULL; read only
+                                  from a trusted proxy (addr.h) */
+    size_t forwarded_for_len;
+    const char *real_ip; /* X-Real-IP, or NULL; likewise */
+    size_t real_ip_len;
 } pl_http_req_t;
 
 /*

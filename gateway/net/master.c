@@ -6,10 +6,29 @@
  * SIGKILL deadline at shutdown) uses setitimer(ITIMER_REAL).
  *
  * Listening sockets: one per worker slot, all bound to the same address
- * with SO_REUSEPORT so the kernel spreads connections over the slots. The
- * master keeps every socket open for its whole life: a worker that dies or
- * is replaced on reload leaves its socket (and the connections queued on
- * it) to its successor, so the port never closes.
+ * with SO_REUSEPORT so the kernel spreads connections over the slots. A
+ * worker replaced on reload, or one that died and is respawned at once,
+ * leaves its socket (and the connections queued on it) to its successor,
+ * so the port never closes. But a slot whose worker waits out a respawn
+ * backoff must not keep its socket: the kernel would go on routing a
+ * share of new connections to a queue nobody accepts from, and they would
+ * hang until the respawn (3 of 20 did, with a 1 s backoff). So the master
+ * closes the dead slot's socket when it schedules a delayed respawn (the
+ * connections already queued there are reset; with the sysctl
+ * net.ipv4.tcp_migrate_req=1 the kernel moves them to a live socket
+ * instead) and binds a fresh one to the same address just before forking
+ * the replacement. Closing and rebinding was chosen over a reuseport BPF
+ * program that skips dead slots: it needs no BPF privileges or map
+ * upkeep, and the group only changes on a crash.
+ *
+ * Configuration faults: a worker that exits PL_WORKER_EXIT_CONFIG cannot
+ * run with this configuration, so respawning it would only loop; the
+ * master logs it once, stops the other workers and exits 2, the status of
+ * a bad config found before forking.
+ *
+ * Per-address counts (iplimit.h) live in a shared table mapped here
+ * before forking when max_connections_per_ip is on; a dead worker's
+ * column is zeroed on reap, like its metrics gauges.
  *
  * Modules: the setup function (main.c) fills the path -> module table
  * (ops.h) for the running config before the first fork and again after
@@ -18,6 +37,7 @@
  */
 #include "master.h"
 #include "config.h"
+#include "iplimit.h"
 #include "log.h"
 #include "metrics.h"
 #include "net_private.h"
@@ -45,7 +65,7 @@
 #define KILL_GRACE_MS 2000 /* after drain_timeout, before SIGKILL */
 
 struct slot {
-    int fd;              /* listening socket, open for the master's life */
+    int fd;              /* listening socket; -1 while a delayed respawn waits (see above) */
     pid_t pid;           /* current worker, 0 while waiting to respawn */
     int block;           /* metrics block the current worker writes */
     uint64_t started_ms; /* monotonic start of the current worker */
@@ -72,6 +92,9 @@ static int nslots;
 static struct old *olds;
 static int nolds, olds_cap;
 static int exiting;
+static int fatal; /* a worker exited PL_WORKER_EXIT_CONFIG: exit 2 once all are gone */
+static struct sockaddr_storage bound; /* the address every slot's socket binds */
+static socklen_t bound_len;
 static uint64_t kill_at_ms;
 static int killed;
 
@@ -117,6 +140,35 @@ static int split_listen(const char *listen, char *host, size_t hcap, char *port,
     return 0;
 }
 
+/* One listening socket on the bound address, joined to the others'
+ * SO_REUSEPORT group. Returns the fd, or -1 (logged). */
+static int open_one(void)
+{
+    int fd = socket(bound.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        pl_log_error("socket() failed: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        pl_log_error("setsockopt(SO_REUSEPORT) failed: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&bound, bound_len) < 0) {
+        pl_log_error("bind() failed: %s\tlisten=%s", strerror(errno), cfg->listen);
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 4096) < 0) {
+        pl_log_error("listen() failed: %s\tlisten=%s", strerror(errno), cfg->listen);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* Binds nslots sockets to cfg->listen; returns 0 or -1 (logged). */
 static int open_sockets(void)
 {
@@ -137,34 +189,21 @@ static int open_sockets(void)
     struct sockaddr_storage addr;
     socklen_t alen = ai->ai_addrlen;
     memcpy(&addr, ai->ai_addr, alen);
-    int family = ai->ai_family;
     freeaddrinfo(ai);
+    memcpy(&bound, &addr, alen);
+    bound_len = alen;
     for (int i = 0; i < nslots; i++) {
-        int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            pl_log_error("socket() failed: %s", strerror(errno));
+        int fd = open_one();
+        if (fd < 0)
             return -1;
+        if (i == 0) { /* port 0: the others must share the port the kernel picked */
+            bound_len = sizeof(bound);
+            getsockname(fd, (struct sockaddr *)&bound, &bound_len);
         }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
-            pl_log_error("setsockopt(SO_REUSEPORT) failed: %s", strerror(errno));
-            return -1;
-        }
-        if (bind(fd, (struct sockaddr *)&addr, alen) < 0) {
-            pl_log_error("bind() failed: %s\tlisten=%s", strerror(errno), cfg->listen);
-            return -1;
-        }
-        if (listen(fd, 4096) < 0) {
-            pl_log_error("listen() failed: %s\tlisten=%s", strerror(errno), cfg->listen);
-            return -1;
-        }
-        if (i == 0) /* port 0: the others must share the port the kernel picked */
-            getsockname(fd, (struct sockaddr *)&addr, &alen);
         slots[i].fd = fd;
     }
-    int p = addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
-                                       : ntohs(((struct sockaddr_in *)&addr)->sin_port);
+    int p = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                        : ntohs(((struct sockaddr_in *)&bound)->sin_port);
     pl_log_info("listening\tlisten=%s port=%d sockets=%d", cfg->listen, p, nslots);
     return 0;
 }
@@ -185,6 +224,11 @@ static int block_in_use(int b)
 static void spawn(int i)
 {
     struct slot *s = &slots[i];
+    if (s->fd < 0 && (s->fd = open_one()) < 0) {
+        s->pid = 0;
+        s->respawn_ms = pl_mono_ms() + BACKOFF_MIN_MS;
+        return;
+    }
     int block = i;
     for (int k = 0; k < PL_METRICS_BLOCKS_PER_SLOT; k++) {
         if (!block_in_use(i + k * nslots)) {
@@ -221,6 +265,7 @@ static void spawn(int i)
             if (j != i)
                 close(slots[j].fd);
         pl_log_init("gateway", i);
+        pl_iplimit_attach(block);
         int status = pl_worker_run(cfg, i, s->fd, pl_metrics_block(block));
         _exit(status);
     }
@@ -242,6 +287,9 @@ static void describe(int status, char *out, size_t cap)
         snprintf(out, cap, "status=0x%x", status);
 }
 
+static void start_exit(void);
+static int setup_limits(void);
+
 static void reap(void)
 {
     int status;
@@ -259,7 +307,16 @@ static void reap(void)
             found = 1;
             uint64_t up = now - s->started_ms;
             pl_metrics_reset_gauges(s->block);
+            pl_iplimit_reset_block(s->block);
             s->pid = 0;
+            if (!exiting && WIFEXITED(status) && WEXITSTATUS(status) == PL_WORKER_EXIT_CONFIG) {
+                pl_log_error("worker cannot run with this configuration: stopping the gateway "
+                             "(see the worker's error above)\tslot=%d pid=%d %s",
+                             i, (int)pid, how);
+                fatal = 1;
+                start_exit();
+                continue;
+            }
             if (exiting) {
                 if (clean)
                     pl_log_info("worker exited\tslot=%d pid=%d %s", i, (int)pid, how);
@@ -275,6 +332,10 @@ static void reap(void)
                 s->backoff_ms = 0;
             }
             s->respawn_ms = now + (uint64_t)s->backoff_ms;
+            if (s->backoff_ms > 0) { /* nobody may accept for it meanwhile (see above) */
+                close(s->fd);
+                s->fd = -1;
+            }
             pl_log_error("worker died\tslot=%d pid=%d %s uptime_ms=%llu respawn_in_ms=%lld", i,
                          (int)pid, how, (unsigned long long)up, (long long)s->backoff_ms);
         }
@@ -283,6 +344,7 @@ static void reap(void)
                 continue;
             found = 1;
             pl_metrics_reset_gauges(olds[k].block);
+            pl_iplimit_reset_block(olds[k].block);
             pl_log_info("replaced worker exited\tslot=%d pid=%d %s", olds[k].slot, (int)pid, how);
             olds[k] = olds[--nolds];
         }
@@ -343,6 +405,8 @@ static void reload(void)
     cfg = nc;
     pl_log_level = pl_log_level_parse(cfg->log_level);
     setup(cfg);
+    if (setup_limits() < 0)
+        pl_log_error("max_connections_per_ip: no table, the limit stays off");
     pl_log_info("reloading: replacing workers one by one\tworkers=%d", nslots);
     for (int i = 0; i < nslots; i++) {
         struct slot *s = &slots[i];
@@ -378,6 +442,25 @@ static void arm_timer(uint64_t now)
         it.it_value.tv_usec = (suseconds_t)((ms % 1000) * 1000);
     }
     setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* What the limits come to for cfg: logs max_connections in effect, and
+ * maps the per-address table when max_connections_per_ip is on. Returns
+ * 0, or -1 (logged) if the table cannot be mapped. */
+static int setup_limits(void)
+{
+    size_t reserve;
+    size_t max = pl_worker_max_conns(cfg, &reserve);
+    if (cfg->max_connections > 0 && (size_t)cfg->max_connections > max)
+        pl_log_warn("max_connections is above what the open-file limit allows: lowered\t"
+                    "configured=%lld max_connections=%zu fd_reserve=%zu",
+                    (long long)cfg->max_connections, max, reserve);
+    else
+        pl_log_info("limits\tmax_connections=%zu fd_reserve=%zu max_connections_per_ip=%lld", max,
+                    reserve, (long long)cfg->max_connections_per_ip);
+    if (cfg->max_connections_per_ip > 0)
+        return pl_iplimit_create(2 * (size_t)nslots * max, PL_METRICS_BLOCKS_PER_SLOT * nslots);
+    return 0;
 }
 
 static void raise_nofile(void)
@@ -423,7 +506,7 @@ int pl_master_run(pl_gw_config_t *initial, const char *file, int argc, char **ar
     signal(SIGPIPE, SIG_IGN);
 
     slots = pl_xcalloc((size_t)nslots, sizeof(*slots));
-    if (open_sockets() < 0 || pl_metrics_create(nslots) < 0) {
+    if (open_sockets() < 0 || pl_metrics_create(nslots) < 0 || setup_limits() < 0) {
         pl_config_free(pl_gw_options, cfg);
         free(cfg);
         free(slots);
@@ -469,12 +552,13 @@ int pl_master_run(pl_gw_config_t *initial, const char *file, int argc, char **ar
             sigsuspend(&empty);
     }
     for (int i = 0; i < nslots; i++)
-        close(slots[i].fd);
-    pl_log_info("master exiting");
+        if (slots[i].fd >= 0)
+            close(slots[i].fd);
+    pl_log_info("master exiting%s", fatal ? "\texit_status=2 reason=configuration" : "");
     pl_config_free(pl_gw_options, cfg);
     free(cfg);
     free(slots);
     free(olds);
     pl_ops_clear();
-    return 0;
+    return fatal ? PL_WORKER_EXIT_CONFIG : 0;
 }

@@ -49,6 +49,33 @@ static const char *const hs_names[PL_HS_NREASONS] = {
     [PL_HS_TIMEOUT] = "timeout",
 };
 
+/* Limit names by id: the fixed ones, then pl_metrics_limit_register()ed
+ * ones (per process, registered in the same order in every worker). */
+static const char *limit_names[PL_LIMITS_MAX] = {
+    [PL_LIMIT_MAX_CONNECTIONS] = "max_connections",
+    [PL_LIMIT_MAX_CONNECTIONS_PER_IP] = "max_connections_per_ip",
+    [PL_LIMIT_OPEN_FILES] = "open_files",
+};
+static int nlimits = PL_LIMIT_NFIXED;
+
+int pl_metrics_limit_register(const char *name)
+{
+    for (int i = 0; i < nlimits; i++)
+        if (strcmp(limit_names[i], name) == 0)
+            return i;
+    if (nlimits == PL_LIMITS_MAX) {
+        pl_log_error("too many limit names registered\tname=%s max=%d", name, PL_LIMITS_MAX);
+        return -1;
+    }
+    limit_names[nlimits] = pl_xstrdup(name);
+    return nlimits++;
+}
+
+const char *pl_metrics_limit_name(int id)
+{
+    return id >= 0 && id < nlimits ? limit_names[id] : "unknown";
+}
+
 /* Run-time registered series: per process, but every worker registers the
  * same ones in the same order, so an id means the same series everywhere. */
 static struct {
@@ -178,6 +205,12 @@ void pl_metrics_render(struct evbuffer *out)
                         "HTTP requests that did not become a WebSocket, by reason.", "reason",
                         hs_names[r],
                         offsetof(pl_metrics_t, handshake_failures) + r * sizeof(uint64_t), r == 0);
+    for (int id = 0; id < nlimits; id++)
+        render_labelled(out, "parley_limit_rejections_total", "counter",
+                        "Connections or requests refused by a limit, by limit (see docs/ops.md).",
+                        "limit", limit_names[id],
+                        offsetof(pl_metrics_t, limit_rejections) + (size_t)id * sizeof(uint64_t),
+                        id == 0);
     for (int k = 0; k < PL_METRICS_CLOSE_N; k++) {
         char code[16];
         if (k == PL_METRICS_CLOSE_N - 1)

@@ -43,6 +43,20 @@ enum pl_hs_reason {
     PL_HS_NREASONS
 };
 
+/* Why a connection (or, for upper layers, a request) was refused by a
+ * limit: parley_limit_rejections_total{limit="..."}. The transport's own
+ * are fixed here; an upper layer adds its names at worker start with
+ * pl_metrics_limit_register (same name, same id; the same calls in the
+ * same order in every worker, like pl_metrics_register) and counts with
+ * pl_metrics_limit(w->metrics, id). */
+enum pl_limit {
+    PL_LIMIT_MAX_CONNECTIONS,        /* "max_connections": the worker holds its maximum */
+    PL_LIMIT_MAX_CONNECTIONS_PER_IP, /* "max_connections_per_ip": the address holds its maximum */
+    PL_LIMIT_OPEN_FILES,             /* "open_files": accept() hit EMFILE/ENFILE anyway */
+    PL_LIMIT_NFIXED
+};
+#define PL_LIMITS_MAX 16 /* fixed and registered limit names */
+
 /* Close codes 1000..1015 are counted individually; anything else as "other". */
 #define PL_METRICS_CLOSE_MIN 1000
 #define PL_METRICS_CLOSE_N 17 /* 1000..1015 + other */
@@ -57,6 +71,7 @@ typedef struct pl_metrics {
     uint64_t bytes_out_total;   /* bytes written to client sockets */
     uint64_t handshake_failures[PL_HS_NREASONS];
     uint64_t close_codes_sent[PL_METRICS_CLOSE_N];
+    uint64_t limit_rejections[PL_LIMITS_MAX]; /* by enum pl_limit or registered id */
     /* ---- chat protocol counters: add uint64_t fields here and a line
      * to the table in metrics.c ---- */
     int64_t extra[PL_METRICS_EXTRA]; /* pl_metrics_register()ed series, by id */
@@ -87,6 +102,18 @@ static inline void pl_metrics_add(pl_metrics_t *m, int id, int64_t n)
     if (id >= 0 && id < PL_METRICS_EXTRA)
         m->extra[id] += n;
 }
+/* Worker side, at start: the id of limit name (e.g. "max_user_connections")
+ * for pl_metrics_limit; the same name again returns the same id, a fixed
+ * name its enum pl_limit value. -1 (logged) if PL_LIMITS_MAX are taken. */
+int pl_metrics_limit_register(const char *name);
+/* Counts one rejection by limit id; -1 is a no-op. */
+static inline void pl_metrics_limit(pl_metrics_t *m, int id)
+{
+    if (id >= 0 && id < PL_LIMITS_MAX)
+        m->limit_rejections[id]++;
+}
+/* The label value of a limit id ("max_connections"), "unknown" if none. */
+const char *pl_metrics_limit_name(int id);
 /* Appends the Prometheus text exposition of all blocks to out. */
 void pl_metrics_render(struct evbuffer *out);
 /* The label value of a handshake failure reason ("timeout", ...). */

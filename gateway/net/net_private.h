@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "conn.h"
 #include "http.h"
 #include "ops.h"
@@ -29,9 +30,17 @@ struct sockaddr;
 
 /* ---- conn.c (for worker.c) ---- */
 
+/* pl_conn_new flags (how the client address is known, see worker.c) */
+#define PL_CONN_PROXIED                                                                            \
+    1u /* the peer is in trusted_proxies: the client address comes from                            \
+          its request's X-Forwarded-For / X-Real-IP */
+#define PL_CONN_IP_HELD                                                                            \
+    2u /* worker.c counted the peer's address (pl_iplimit_acquire):                                \
+          released when the connection closes */
+
 /* Takes over an accepted non-blocking socket: state HTTP, handshake timer
  * armed, linked on the worker's open list. */
-pl_conn_t *pl_conn_new(pl_worker_t *w, int fd, const struct sockaddr *sa);
+pl_conn_t *pl_conn_new(pl_worker_t *w, int fd, const struct sockaddr *sa, unsigned flags);
 /* Worker draining: an open WebSocket gets close 1001; an HTTP client may
  * finish its request (/healthz then answers 503, an upgrade completes and
  * is closed with 1001 at once); one that has sent nothing yet gets 1 s. */
@@ -83,6 +92,15 @@ void pl_worker_conn_closed(pl_worker_t *w, pl_conn_t *c);
 uint8_t *pl_worker_scratch(pl_worker_t *w, size_t *cap);
 /* Next connection id. */
 uint64_t pl_worker_next_id(pl_worker_t *w);
+/* max_connections in effect for cfg in this process: the configured value
+ * (0 = no cap of its own) but never more than RLIMIT_NOFILE less the
+ * reserve the worker keeps for itself (*reserve, may be NULL). */
+size_t pl_worker_max_conns(const pl_gw_config_t *cfg, size_t *reserve);
+/* trusted_proxies, parsed once per worker. */
+const pl_cidr_list_t *pl_worker_trusted(const pl_worker_t *w);
+/* A limit refusal is about to be logged: 1 if it may (then *suppressed is
+ * how many were not since the last line), 0 past REFUSAL_LOGS_PER_SEC. */
+int pl_worker_refusal_log(pl_worker_t *w, unsigned *suppressed);
 
 /* ---- ops.c (the path -> module table, for conn.c and worker.c) ---- */
 

@@ -25,8 +25,12 @@ typedef struct pl_ws_ops {
     /* Per worker, called once for every registered module (a table
      * registered for several paths counts once), in registration order
      * (stop in reverse order); any may be NULL. */
-    /* After the worker's event base exists, before it accepts. 0, or -1:
-     * the modules started before it are stopped and the worker exits 3. */
+    /* After the worker's event base exists, before it accepts. 0, or -1
+     * when the module cannot work with this configuration (a URL it
+     * cannot use, a secret it cannot read): the modules started before
+     * it are stopped and the worker exits PL_WORKER_EXIT_CONFIG, which
+     * stops the whole gateway with status 2 instead of respawning
+     * workers that would fail the same way (worker.h). */
     int (*worker_start)(pl_worker_t *w);
     /* SIGTERM: the worker stops accepting; called before its WebSockets
      * get 1001 (each still gets closed afterwards). */

@@ -22,9 +22,25 @@
  * large peak (or after TRIM_MIN_CLOSED connections went away: their
  * structs and sessions leave holes too) and stayed there for a tick; at
  * most every TRIM_SPACING_MS.
+ *
+ * Limits (docs/ops.md "Limits"): at most max_connections open, and always
+ * FD_RESERVE_BASE + 2 * mysql_pool descriptors left for what the worker
+ * opens itself (the Redis links and their reconnects, the MySQL pool,
+ * libevent's own, a log file), so a Redis or MySQL reconnect never meets
+ * EMFILE however many clients wait. A client over a limit is refused
+ * right after accept(), before any per-connection state exists: its
+ * request (if already there) is read and dropped, a fixed 503/429 is
+ * written and the socket closed. In case something else uses up the
+ * descriptors anyway, a spare one (/dev/null) is kept open: on EMFILE it
+ * is closed, the waiting client is accepted, refused the same way, and the
+ * spare reopened (the libevent/nginx trick), instead of leaving the
+ * client in the queue and the listening socket readable forever.
  */
 #include "worker.h"
+#include "addr.h"
 #include "conn.h"
+#include "http.h"
+#include "iplimit.h"
 #include "log.h"
 #include "metrics.h"
 #include "net_private.h"
@@ -35,13 +51,17 @@
 #include <event2/event_struct.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define SCRATCH_SIZE (64 * 1024)
@@ -51,6 +71,12 @@
 #define TRIM_IDLE_BYTES (64u << 10) /* "near nothing": at most this much queued in a tick */
 #define TRIM_MIN_CLOSED 1024        /* fewer open connections than at the peak by this many */
 #define TRIM_SPACING_MS 5000
+/* Descriptors a worker keeps for itself beyond the MySQL pool: stdio (3),
+ * the listening socket, the spare, libevent's epoll and signal pair (3),
+ * two Redis links plus the two a reconnect opens before the old ones are
+ * freed, a log file, and room for what libraries open (DNS, /dev/urandom). */
+#define FD_RESERVE_BASE 32
+#define REFUSAL_LOGS_PER_SEC 20 /* refusal lines per second, the rest summed up */
 
 struct pl_worker_private {
     int listen_fd;                /* -1 when none (closed on drain, or a test harness) */
@@ -66,11 +92,110 @@ struct pl_worker_private {
     uint64_t next_id;
     uint8_t *scratch;
     uint64_t last_emfile_log_ms;
-    size_t trim_peak;      /* most output queued since the last trim */
-    size_t nopen_peak;     /* most open connections since the last trim */
-    int trim_quiet;        /* consecutive ticks with the queue near empty throughout */
-    uint64_t last_trim_ms; /* monotonic time of the last malloc_trim */
+    size_t trim_peak;       /* most output queued since the last trim */
+    size_t nopen_peak;      /* most open connections since the last trim */
+    int trim_quiet;         /* consecutive ticks with the queue near empty throughout */
+    uint64_t last_trim_ms;  /* monotonic time of the last malloc_trim */
+    size_t max_conns;       /* max_connections in effect (pl_worker_max_conns) */
+    int spare_fd;           /* /dev/null, given up on EMFILE to refuse one client; -1 if none */
+    pl_cidr_list_t trusted; /* trusted_proxies, parsed */
+    uint64_t refusal_sec;   /* second of the refusal log budget */
+    unsigned refusal_logs;  /* refusal lines written in refusal_sec */
+    unsigned refusal_quiet; /* refusals not logged since the last line */
 };
+
+size_t pl_worker_max_conns(const pl_gw_config_t *cfg, size_t *reserve_out)
+{
+    struct rlimit rl;
+    size_t nofile = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        nofile = (size_t)rl.rlim_cur;
+    else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        nofile = 1u << 20;
+    size_t reserve = FD_RESERVE_BASE + 2 * (size_t)cfg->mysql_pool;
+    if (reserve_out)
+        *reserve_out = reserve;
+    size_t room = nofile > reserve ? nofile - reserve : 1;
+    if (cfg->max_connections > 0 && (size_t)cfg->max_connections < room)
+        return (size_t)cfg->max_connections;
+    return room;
+}
+
+const pl_cidr_list_t *pl_worker_trusted(const pl_worker_t *w)
+{
+    return &w->priv->trusted;
+}
+
+int pl_worker_refusal_log(pl_worker_t *w, unsigned *suppressed)
+{
+    struct pl_worker_private *p = w->priv;
+    uint64_t sec = pl_mono_ms() / 1000;
+    if (sec != p->refusal_sec) {
+        p->refusal_sec = sec;
+        p->refusal_logs = 0;
+    }
+    if (p->refusal_logs >= REFUSAL_LOGS_PER_SEC) {
+        p->refusal_quiet++;
+        return 0;
+    }
+    p->refusal_logs++;
+    *suppressed = p->refusal_quiet;
+    p->refusal_quiet = 0;
+    return 1;
+}
+
+/* Refuses a just-accepted client without a connection struct: reads what
+ * it already sent (so close() sends a FIN, not an RST that could destroy
+ * the reply), writes a fixed response, closes. */
+static void refuse(pl_worker_t *w, int fd, const struct sockaddr *sa, enum pl_limit limit)
+{
+    size_t cap;
+    uint8_t *scratch = pl_worker_scratch(w, &cap);
+    (void)!recv(fd, scratch, cap, MSG_DONTWAIT);
+    int status = limit == PL_LIMIT_MAX_CONNECTIONS_PER_IP ? 429 : 503;
+    const char *body = status == 429 ? "too many connections from your address\n"
+                                     : "server busy: too many connections\n";
+    char head[512];
+    size_t hlen =
+        pl_http_head(head, sizeof(head), status, "text/plain", strlen(body), "Retry-After: 5\r\n");
+    struct iovec iov[2] = {{head, hlen}, {(void *)body, strlen(body)}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    (void)!sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+    pl_metrics_limit(w->metrics, limit);
+    unsigned suppressed;
+    if (pl_worker_refusal_log(w, &suppressed)) {
+        pl_addr_t a;
+        char host[PL_ADDR_STRLEN] = "?", peer[PL_ADDR_STRLEN + 8];
+        int port = sa->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
+                                             : ntohs(((const struct sockaddr_in *)sa)->sin_port);
+        if (pl_addr_from_sockaddr(sa, &a) == 0)
+            pl_addr_format(&a, host);
+        snprintf(peer, sizeof(peer), "%s:%d", host, port); /* as pl_conn_log shows it */
+        pl_log_info("connection refused: limit reached\tlimit=%s status=%d open=%zu "
+                    "max_connections=%zu peer=%s%s%.0u",
+                    pl_metrics_limit_name(limit), status, w->priv->nopen, w->priv->max_conns, peer,
+                    suppressed ? " suppressed=" : "", suppressed);
+    }
+}
+
+/* The spare descriptor: given up to accept and refuse one client on
+ * EMFILE/ENFILE. Returns 1 if that was done (the caller goes on). */
+static int refuse_with_spare(pl_worker_t *w, int lfd)
+{
+    struct pl_worker_private *p = w->priv;
+    if (p->spare_fd < 0)
+        return 0;
+    close(p->spare_fd);
+    p->spare_fd = -1;
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0)
+        refuse(w, fd, (struct sockaddr *)&ss, PL_LIMIT_OPEN_FILES);
+    p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
 
 void pl_worker_conn_add(pl_worker_t *w, pl_conn_t *c)
 {
@@ -160,9 +285,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                 return;
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
                 continue;
+            if ((errno == EMFILE || errno == ENFILE) && refuse_with_spare(w, lfd))
+                continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: pause accepting briefly instead of
-                 * spinning on a readable listening socket. */
+                /* Out of descriptors (and no spare): pause accepting
+                 * briefly instead of spinning on a readable listening
+                 * socket. */
                 uint64_t now = pl_mono_ms();
                 if (now - w->priv->last_emfile_log_ms > 1000) {
                     pl_log_warn("accept() failed: %s\topen=%zu", strerror(errno), w->priv->nopen);
@@ -176,9 +304,31 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             pl_log_error("accept() failed: %s", strerror(errno));
             return;
         }
+        if (w->priv->nopen >= w->priv->max_conns) {
+            refuse(w, fd, (struct sockaddr *)&ss, PL_LIMIT_MAX_CONNECTIONS);
+            continue;
+        }
+        /* The per-address count: now for a direct client; for a trusted
+         * proxy once its request names the client (conn.c). */
+        unsigned flags = 0;
+        pl_addr_t a;
+        if (pl_addr_from_sockaddr((struct sockaddr *)&ss, &a) == 0) {
+            if (pl_cidr_list_match(&w->priv->trusted, &a)) {
+                flags |= PL_CONN_PROXIED;
+            } else if (w->cfg->max_connections_per_ip > 0) {
+                enum pl_iplimit_result r =
+                    pl_iplimit_acquire(&a, (unsigned)w->cfg->max_connections_per_ip);
+                if (r == PL_IPLIMIT_OVER) {
+                    refuse(w, fd, (struct sockaddr *)&ss, PL_LIMIT_MAX_CONNECTIONS_PER_IP);
+                    continue;
+                }
+                if (r == PL_IPLIMIT_OK)
+                    flags |= PL_CONN_IP_HELD;
+            }
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        pl_conn_new(w, fd, (struct sockaddr *)&ss);
+        pl_conn_new(w, fd, (struct sockaddr *)&ss, flags);
     }
 }
 
@@ -242,9 +392,17 @@ int pl_worker_init(pl_worker_t *w, const pl_gw_config_t *cfg, int index, int lis
         w->node_id = host;
     }
     priv->listen_fd = listen_fd;
+    priv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    priv->max_conns = pl_worker_max_conns(cfg, NULL);
+    char err[256];
+    if (pl_cidr_list_parse(cfg->trusted_proxies, &priv->trusted, err, sizeof(err)) < 0)
+        pl_log_error("trusted_proxies: %s", err); /* checked at load: not reached */
     w->base = event_base_new();
     if (w->base == NULL) {
         pl_log_error("event_base_new() failed");
+        if (priv->spare_fd >= 0)
+            close(priv->spare_fd);
+        pl_cidr_list_free(&priv->trusted);
         free(priv);
         w->priv = NULL;
         return -1;
@@ -278,6 +436,9 @@ void pl_worker_fini(pl_worker_t *w)
     free(priv->scratch);
     if (priv->listen_fd >= 0)
         close(priv->listen_fd);
+    if (priv->spare_fd >= 0)
+        close(priv->spare_fd);
+    pl_cidr_list_free(&priv->trusted);
     free(priv);
     w->priv = NULL;
 }
@@ -295,8 +456,10 @@ int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, pl_metric
     event_add(&w.priv->ev_term, NULL);
 
     if (pl_ops_worker_start(&w) < 0) {
+        /* a module that cannot start cannot with this config either:
+         * the master must not respawn us in a loop (worker.h) */
         pl_worker_fini(&w);
-        return 3;
+        return PL_WORKER_EXIT_CONFIG;
     }
     /* The first SHA-1 (handshake accept key) initialises OpenSSL's
      * provider and method tables and touches ~2.5 MB of libcrypto. Pay
@@ -306,7 +469,7 @@ int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, pl_metric
     char warm[29];
     pl_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, warm);
     event_add(&w.priv->ev_accept, NULL);
-    pl_log_info("worker started\tnode=%s", w.node_id);
+    pl_log_info("worker started\tnode=%s max_connections=%zu", w.node_id, w.priv->max_conns);
 
     event_base_dispatch(w.base);
 

@@ -17,6 +17,13 @@
 struct event_base;
 struct pl_metrics;
 
+/* A worker's exit status when it cannot run with its configuration (a
+ * module's worker_start failed: e.g. a Redis URL the store cannot use).
+ * The master does not respawn it: it logs once, stops the other workers
+ * and exits with this status too (master.c). Any other non-zero status is
+ * a crash and is respawned with backoff. */
+#define PL_WORKER_EXIT_CONFIG 2
+
 typedef struct pl_worker {
     struct event_base *base;        /* the worker's event loop */
     const pl_gw_config_t *cfg;      /* read-only after fork */

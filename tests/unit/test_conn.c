@@ -137,7 +137,7 @@ static void setup(void)
     int sv[2];
     CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    h.c = pl_conn_new(&h.w, sv[0], (struct sockaddr *)&sa);
+    h.c = pl_conn_new(&h.w, sv[0], (struct sockaddr *)&sa, 0);
     h.client = sv[1];
     CU_ASSERT_EQUAL(pl_worker_nopen(&h.w), 1);
 }

@@ -50,6 +50,9 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.max_text_size, 4096);
     CU_ASSERT_STRING_EQUAL(c.mysql_url, "");
     CU_ASSERT_EQUAL(c.mysql_pool, 2);
+    CU_ASSERT_EQUAL(c.max_connections, 0);
+    CU_ASSERT_EQUAL(c.max_connections_per_ip, 0);
+    CU_ASSERT_STRING_EQUAL(c.trusted_proxies, "");
     pl_config_free(pl_gw_options, &c);
     CU_ASSERT_PTR_NULL(c.listen);
 }
@@ -67,7 +70,7 @@ static void test_table_shape(void)
         for (const pl_opt_t *p = pl_gw_options; p != o; p++)
             CU_ASSERT(strcmp(p->name, o->name) != 0);
     }
-    CU_ASSERT_EQUAL(n, 24); /* a new key: add its default to test_defaults */
+    CU_ASSERT_EQUAL(n, 27); /* a new key: add its default to test_defaults */
 }
 
 static void ok_value(const char *key, const char *value)
@@ -128,6 +131,10 @@ static void test_bounds(void)
     ok_value("mysql_pool", "64");
     bad_value("mysql_pool", "0");
     bad_value("mysql_pool", "65");
+    ok_value("max_connections", "1");
+    bad_value("max_connections", "-1");
+    ok_value("max_connections_per_ip", "65535");
+    bad_value("max_connections_per_ip", "65536"); /* counts are 16-bit (iplimit.h) */
 }
 
 /* The keys with a check function. */
@@ -138,6 +145,10 @@ static void test_checks(void)
     bad_value("listen", "127.0.0.1:70000");
     ok_value("echo_path", "");
     ok_value("echo_path", "/echo");
+    ok_value("trusted_proxies", "");
+    ok_value("trusted_proxies", "10.0.0.0/8, fd00::/8 127.0.0.1");
+    bad_value("trusted_proxies", "10.0.0.1/8");
+    bad_value("trusted_proxies", "proxy.example");
     bad_value("echo_path", "echo");
     ok_value("log_level", "debug");
     bad_value("log_level", "loud");
