@@ -379,10 +379,20 @@ static int on_worker_start(pl_worker_t *w)
                                 "Error replies from Redis to chat commands.");
     }
     snprintf(p->origin, sizeof(p->origin), "%.120s.%d", w->node_id, (int)getpid());
+    if (pl_auth_load_secret(w->cfg, &p->secret, &p->secret_len) < 0) {
+        /* A named secret file that cannot be read is a configuration that
+         * cannot work: fail the start so the master exits 2 instead of
+         * serving a gateway on which every auth fails. */
+        if (w->cfg->token_secret_file && *w->cfg->token_secret_file) {
+            pl_log_error("token_secret_file cannot be read: the worker cannot run\tfile=%s",
+                         w->cfg->token_secret_file);
+            free(p);
+            return -1;
+        }
+        pl_log_error("no token secret (token_secret or token_secret_file): every auth will fail");
+    }
     pl_rooms_init(&p->rooms);
     pl_map_init(&p->dms);
-    if (pl_auth_load_secret(w->cfg, &p->secret, &p->secret_len) < 0)
-        pl_log_error("no token secret (token_secret or token_secret_file): every auth will fail");
     char control[PL_KEY_MAX];
     pl_key_node(control, w->node_id, w->index);
     pl_bus_handlers_t h = {
