@@ -1,11 +1,14 @@
 /*
  * WebSocket codec, server side of RFC 6455: the handshake accept key,
- * incremental frame parsing with every protocol check, UTF-8 validation
- * and frame header encoding. Pure functions on memory: no sockets, no
- * libevent, so it is unit-tested and fuzzed on its own.
+ * incremental frame parsing with every protocol check (text is checked
+ * with the validator in utf8.h) and frame header encoding. Pure functions
+ * on memory: no sockets, no libevent, so it is unit-tested and fuzzed on
+ * its own.
  */
 #ifndef PL_WS_H
 #define PL_WS_H
+
+#include "utf8.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,23 +34,6 @@ enum pl_ws_close_code {
     PL_WS_CLOSE_INTERNAL = 1011,    /* server bug or dependency failure */
     PL_WS_CLOSE_TRY_AGAIN = 1013,   /* slow consumer: output buffer over limit */
 };
-
-/* Incremental UTF-8 validator. Zero-initialise; feed any split of the
- * bytes; the text is valid iff every feed returned 0 and, at the end,
- * pl_utf8_complete() is true. Rejects overlongs, surrogates, > U+10FFFF. */
-typedef struct pl_utf8 {
-    uint32_t need;  /* continuation bytes still expected */
-    uint32_t lower; /* allowed range for the next continuation byte */
-    uint32_t upper;
-} pl_utf8_t;
-
-/* Returns 0 while the bytes so far can start valid UTF-8, -1 otherwise
- * (the state is then unspecified). */
-int pl_utf8_feed(pl_utf8_t *u, const uint8_t *p, size_t n);
-/* True if no code point is left unfinished. */
-int pl_utf8_complete(const pl_utf8_t *u);
-/* Whole-buffer check: 0 if valid UTF-8. */
-int pl_utf8_validate(const uint8_t *p, size_t n);
 
 /* Parser state for one connection. Initialise with pl_ws_parser_init. */
 typedef struct pl_ws_parser {
