@@ -4,13 +4,13 @@
  * the same thing wherever it comes from.
  */
 #include "config.h"
+#include "parse.h"
 #include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static const pl_opt_t *find(const pl_opt_t *table, const char *key, size_t keylen)
 {
@@ -27,80 +27,6 @@ static const pl_opt_t *find(const pl_opt_t *table, const char *key, size_t keyle
             return o;
     }
     return NULL;
-}
-
-static int parse_int(const char *s, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0')
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Parses an integer followed by an optional suffix from units[]. */
-static int parse_scaled(const char *s, const char *const *units, const int64_t *scales,
-                        int64_t bare, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!isdigit((unsigned char)*s))
-        return -1;
-    long long v = strtoll(s, &end, 10);
-    if (errno)
-        return -1;
-    int64_t scale = bare;
-    if (*end != '\0') {
-        int found = 0;
-        for (int i = 0; units[i]; i++) {
-            if (strcasecmp(end, units[i]) == 0) {
-                scale = scales[i];
-                found = 1;
-                break;
-            }
-        }
-        if (!found)
-            return -1;
-    }
-    if (v > INT64_MAX / scale)
-        return -1;
-    *out = v * scale;
-    return 0;
-}
-
-int pl_parse_duration_ms(const char *s, int64_t *out)
-{
-    static const char *const units[] = {"ms", "s", "m", "h", "d", NULL};
-    static const int64_t scales[] = {1, 1000, 60000, 3600000, 86400000};
-    return parse_scaled(s, units, scales, 1000, out);
-}
-
-int pl_parse_size(const char *s, int64_t *out)
-{
-    static const char *const units[] = {"b",   "k", "kb", "kib", "m", "mb",
-                                        "mib", "g", "gb", "gib", NULL};
-    static const int64_t scales[] = {1,       1024,    1024,    1024,    1 << 20,
-                                     1 << 20, 1 << 20, 1 << 30, 1 << 30, 1 << 30};
-    return parse_scaled(s, units, scales, 1, out);
-}
-
-int pl_parse_bool(const char *s, int *out)
-{
-    static const char *const yes[] = {"1", "yes", "true", "on"};
-    static const char *const no[] = {"0", "no", "false", "off"};
-    for (size_t i = 0; i < PL_ARRAY_LEN(yes); i++) {
-        if (strcasecmp(s, yes[i]) == 0) {
-            *out = 1;
-            return 0;
-        }
-        if (strcasecmp(s, no[i]) == 0) {
-            *out = 0;
-            return 0;
-        }
-    }
-    return -1;
 }
 
 static int set_opt(const pl_opt_t *o, void *cfg, const char *value, char *err, size_t errlen)
@@ -123,7 +49,7 @@ static int set_opt(const pl_opt_t *o, void *cfg, const char *value, char *err, s
         return 0;
     }
     case PL_OPT_INT:
-        rc = parse_int(value, &v);
+        rc = pl_parse_i64(value, strlen(value), &v);
         what = "an integer";
         break;
     case PL_OPT_SIZE:

@@ -3,7 +3,8 @@
  * gets a filled struct back. Sources, later ones winning:
  *   defaults  ->  `key = value` file  ->  PARLEY_<KEY> environment  ->  --key=value / --key value
  * Every value is validated at load; the first problem is reported with the
- * key and, for the file, its path and line. No libevent/hiredis/MySQL types.
+ * key and, for the file, its path and line. Values are read with the
+ * parsers of parse.h. No libevent/hiredis/MySQL types.
  */
 #ifndef PL_CONFIG_H
 #define PL_CONFIG_H
@@ -53,10 +54,5 @@ void pl_config_free(const pl_opt_t *table, void *cfg);
 
 /* Prints one line per key: flag, default, help. */
 void pl_config_usage(const pl_opt_t *table, FILE *out);
-
-/* Parsers shared with other code (return 0 or -1). */
-int pl_parse_duration_ms(const char *s, int64_t *out);
-int pl_parse_size(const char *s, int64_t *out);
-int pl_parse_bool(const char *s, int *out);
 
 #endif

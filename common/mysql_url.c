@@ -3,6 +3,7 @@
  * work so it can be unit tested and reused without a server.
  */
 #include "mysql_url.h"
+#include "parse.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -154,14 +155,11 @@ int pl_mysql_url_parse(const char *url, pl_mysql_url_t *out, char *err, size_t e
         }
         u.port = PL_MYSQL_DEFAULT_PORT;
         if (portp) {
-            unsigned long port = 0;
+            uint64_t port;
             if (portp == hend)
                 return fail(&u, err, errlen, "empty port in '%s'", url);
-            for (const char *s = portp; s < hend; s++) {
-                if (!isdigit((unsigned char)*s) || port > 65535)
-                    return fail(&u, err, errlen, "bad port in '%s'", url);
-                port = port * 10 + (unsigned long)(*s - '0');
-            }
+            if (pl_parse_u64(portp, (size_t)(hend - portp), &port) < 0)
+                return fail(&u, err, errlen, "bad port in '%s'", url);
             if (port == 0 || port > 65535)
                 return fail(&u, err, errlen, "port out of range in '%s'", url);
             u.port = (unsigned)port;

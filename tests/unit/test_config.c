@@ -273,25 +273,7 @@ static void test_usage(void)
     free(buf);
 }
 
-static void test_parsers(void)
-{
-    int64_t v;
-    int b;
-    CU_ASSERT_EQUAL(pl_parse_duration_ms("10", &v), 0);
-    CU_ASSERT_EQUAL(v, 10000);
-    CU_ASSERT_EQUAL(pl_parse_duration_ms("250ms", &v), 0);
-    CU_ASSERT_EQUAL(v, 250);
-    CU_ASSERT_EQUAL(pl_parse_duration_ms("-1s", &v), -1);
-    CU_ASSERT_EQUAL(pl_parse_duration_ms("", &v), -1);
-    CU_ASSERT_EQUAL(pl_parse_size("4k", &v), 0);
-    CU_ASSERT_EQUAL(v, 4096);
-    CU_ASSERT_EQUAL(pl_parse_size("99999999999999999999", &v), -1);
-    CU_ASSERT_EQUAL(pl_parse_bool("yes", &b), 0);
-    CU_ASSERT_EQUAL(b, 1);
-    CU_ASSERT_EQUAL(pl_parse_bool("maybe", &b), -1);
-}
-
 PL_UNIT_SUITE(config, PL_TEST(test_defaults), PL_TEST(test_file_env_flags),
               PL_TEST(test_value_syntax), PL_TEST(test_errors_name_key_and_line),
               PL_TEST(test_bad_flag_and_env), PL_TEST(test_set_and_bad_default),
-              PL_TEST(test_usage), PL_TEST(test_parsers))
+              PL_TEST(test_usage))
