@@ -19,6 +19,7 @@
  * from inside a request function, and a callback may submit or cancel.
  */
 #include "db.h"
+#include "buf.h"
 #include "log.h"
 #include "mysql_url.h"
 #include "util.h"
@@ -100,9 +101,9 @@ struct conn {
     struct event io;    /* the socket; re-assigned per wait since the fd changes per connect */
     struct event timer; /* MYSQL_WAIT_TIMEOUT */
     pl_db_req_t *req;   /* the request being run (QUERY/STORE), NULL if none or dropped */
-    char *sql;          /* the statement being run: owned here so a cancelled request */
-    size_t sql_len;     /* can be freed while the library may still be sending it */
-    size_t sql_cap;
+    /* The statement being run: owned here so a cancelled request can be
+     * freed while the library may still be sending it. */
+    pl_buf_t sql;
 };
 
 struct pl_db {
@@ -511,7 +512,7 @@ static void conn_drive(struct conn *c, int ready)
         case CONN_QUERY: {
             int err = 0;
             st = ready ? mysql_real_query_cont(&err, c->mysql, ready)
-                       : mysql_real_query_start(&err, c->mysql, c->sql, c->sql_len);
+                       : mysql_real_query_start(&err, c->mysql, c->sql.p, c->sql.n);
             if (st)
                 goto wait;
             c->suspended = 0;
@@ -571,14 +572,6 @@ static void conn_connect(struct conn *c)
 
 /* ---- queries ----------------------------------------------------------------------------- */
 
-static void sql_reserve(struct conn *c, size_t n)
-{
-    if (c->sql_cap < n) {
-        c->sql_cap = n;
-        c->sql = pl_xrealloc(c->sql, n);
-    }
-}
-
 /* "room=_utf8mb4 X'..'": a hex literal carries any bytes without escaping,
  * and the introducer makes it text so the column's collation (and index)
  * applies. */
@@ -593,33 +586,34 @@ static size_t put_room(char *out, const pl_db_req_t *req)
 
 static void build_sql(struct conn *c, const pl_db_req_t *req)
 {
+    pl_buf_t *b = &c->sql;
     size_t n = 0;
+    pl_buf_reset(b);
     switch (req->kind) {
     case REQ_MAX_SEQ:
-        sql_reserve(c, 128 + 2 * req->key_len);
-        n = (size_t)sprintf(c->sql, "SELECT COALESCE(MAX(seq),0) FROM messages WHERE ");
-        n += put_room(c->sql + n, req);
+        pl_buf_reserve(b, 128 + 2 * req->key_len);
+        n = (size_t)sprintf(b->p, "SELECT COALESCE(MAX(seq),0) FROM messages WHERE ");
+        n += put_room(b->p + n, req);
         break;
     case REQ_HISTORY:
-        sql_reserve(c, 320 + 2 * req->key_len);
+        pl_buf_reserve(b, 320 + 2 * req->key_len);
         /* created_at is DATETIME(3) written in UTC: its distance from the
          * epoch as DATETIMEs involves no time zone (unlike UNIX_TIMESTAMP,
          * which reads it in the session's), and the microseconds of a
          * DATETIME(3) are whole ms, so DIV 1000 is exact. */
-        n = (size_t)sprintf(c->sql, "SELECT seq,msg_id,sender,text,"
-                                    "TIMESTAMPDIFF(MICROSECOND,'1970-01-01',created_at) DIV 1000"
-                                    " FROM messages WHERE ");
-        n += put_room(c->sql + n, req);
-        n += (size_t)sprintf(c->sql + n, " AND seq<%" PRIu64 " ORDER BY seq DESC LIMIT %u",
+        n = (size_t)sprintf(b->p, "SELECT seq,msg_id,sender,text,"
+                                  "TIMESTAMPDIFF(MICROSECOND,'1970-01-01',created_at) DIV 1000"
+                                  " FROM messages WHERE ");
+        n += put_room(b->p + n, req);
+        n += (size_t)sprintf(b->p + n, " AND seq<%" PRIu64 " ORDER BY seq DESC LIMIT %u",
                              req->before_seq, req->limit);
         break;
     case REQ_EXEC:
-        sql_reserve(c, req->key_len + 1);
-        memcpy(c->sql, req->key, req->key_len);
+        pl_buf_add(b, req->key, req->key_len);
         n = req->key_len;
         break;
     }
-    c->sql_len = n;
+    b->n = n;
 }
 
 static void conn_run(struct conn *c, pl_db_req_t *req)
@@ -778,8 +772,7 @@ void pl_db_free(pl_db_t *db)
             fail_later(req, PL_DB_ECLOSED);
         }
         conn_drop(c);
-        free(c->sql);
-        c->sql = NULL;
+        pl_buf_free(&c->sql);
     }
     while ((req = TAILQ_FIRST(&db->queue)) != NULL) {
         TAILQ_REMOVE(&db->queue, req, link);

@@ -17,7 +17,7 @@
 #include "history.h"
 #include "log.h"
 #include "util.h"
-#include "ws.h"
+#include "utf8.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,24 +59,6 @@ void pl_history_page_keep(pl_history_page_t *dst, const pl_history_page_t *src)
     }
 }
 
-void pl_hbuf_reserve(pl_hbuf_t *b, size_t more)
-{
-    if (b->cap - b->n >= more)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->n < more)
-        cap *= 2;
-    b->p = pl_xrealloc(b->p, cap);
-    b->cap = cap;
-}
-
-void pl_hbuf_add(pl_hbuf_t *b, const void *s, size_t n)
-{
-    pl_hbuf_reserve(b, n);
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
 /* What the encoder writes for each byte below 0x20 after a backslash, 'u'
  * meaning \u00XX; the rest pass through unchanged (jansson's dump without
  * JSON_ENSURE_ASCII or JSON_ESCAPE_SLASH: '/', 0x7f, U+2028 stay raw). */
@@ -85,12 +67,12 @@ static const char ctl_esc[32] = {
     'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
 };
 
-int pl_history_json_string(pl_hbuf_t *b, const char *s, size_t n)
+int pl_history_json_string(pl_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     if (pl_utf8_validate((const uint8_t *)s, n) < 0)
         return -1;
-    pl_hbuf_reserve(b, 6 * n + 2);
+    pl_buf_reserve(b, 6 * n + 2);
     char *o = b->p + b->n;
     *o++ = '"';
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
@@ -327,16 +309,16 @@ static size_t put_i64(char *o, int64_t v)
     return k;
 }
 
-#define ADD_LIT(b, s) pl_hbuf_add((b), (s), sizeof(s) - 1)
+#define ADD_LIT(b, s) pl_buf_add((b), (s), sizeof(s) - 1)
 
-int pl_history_event_append(pl_hbuf_t *b, const char *room_json, size_t room_json_len, int64_t seq,
+int pl_history_event_append(pl_buf_t *b, const char *room_json, size_t room_json_len, int64_t seq,
                             const char *msg_id, size_t msg_id_len, const char *from,
                             size_t from_len, const char *text, size_t text_len, int64_t ts)
 {
     size_t start = b->n;
-    pl_hbuf_reserve(b, room_json_len + 96);
+    pl_buf_reserve(b, room_json_len + 96);
     ADD_LIT(b, "{\"ev\":\"msg\",\"room\":");
-    pl_hbuf_add(b, room_json, room_json_len);
+    pl_buf_add(b, room_json, room_json_len);
     ADD_LIT(b, ",\"seq\":");
     b->n += put_i64(b->p + b->n, seq);
     ADD_LIT(b, ",\"msg_id\":");
@@ -348,7 +330,7 @@ int pl_history_event_append(pl_hbuf_t *b, const char *room_json, size_t room_jso
     ADD_LIT(b, ",\"text\":");
     if (pl_history_json_string(b, text, text_len) < 0)
         goto bad;
-    pl_hbuf_reserve(b, 32);
+    pl_buf_reserve(b, 32);
     ADD_LIT(b, ",\"ts\":");
     b->n += put_i64(b->p + b->n, ts);
     ADD_LIT(b, "}");
@@ -362,7 +344,7 @@ char *pl_history_event_json(const char *room, size_t room_len, int64_t seq, cons
                             size_t msg_id_len, const char *from, size_t from_len, const char *text,
                             size_t text_len, int64_t ts, size_t *len)
 {
-    pl_hbuf_t rj = {0}, b = {0};
+    pl_buf_t rj = {0}, b = {0};
     if (pl_history_json_string(&rj, room, room_len) < 0 ||
         pl_history_event_append(&b, rj.p, rj.n, seq, msg_id, msg_id_len, from, from_len, text,
                                 text_len, ts) < 0) {
@@ -371,7 +353,7 @@ char *pl_history_event_json(const char *room, size_t room_len, int64_t seq, cons
         return NULL;
     }
     free(rj.p);
-    pl_hbuf_add(&b, "", 1);
+    pl_buf_add(&b, "", 1);
     *len = b.n - 1;
     return b.p;
 }
@@ -401,11 +383,11 @@ static void on_db_history(void *arg, int status, const pl_db_row_t *rows, size_t
         free(o);
         return;
     }
-    pl_hbuf_t b = {0}, rj = {0};
+    pl_buf_t b = {0}, rj = {0};
     size_t room_len = strlen(o->room), guess = 0;
     for (size_t i = 0; i < n; i++)
         guess += 112 + 2 * room_len + rows[i].msg_id_len + rows[i].sender_len + rows[i].text_len;
-    pl_hbuf_reserve(&b, guess);
+    pl_buf_reserve(&b, guess);
     (void)pl_history_json_string(&rj, o->room, room_len); /* from a valid command: UTF-8 */
     page.v = pl_xcalloc(n + 1, sizeof(*page.v));
     for (size_t i = 0; i < n; i++) {
@@ -423,7 +405,7 @@ static void on_db_history(void *arg, int status, const pl_db_row_t *rows, size_t
             free(o);
             return;
         }
-        pl_hbuf_add(&b, "", 1); /* each event NUL-terminated */
+        pl_buf_add(&b, "", 1); /* each event NUL-terminated */
         page.v[page.n].seq = (int64_t)r->seq;
         page.v[page.n].json = (const char *)(uintptr_t)at; /* offset until b stops moving */
         page.v[page.n].len = b.n - 1 - at;

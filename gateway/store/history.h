@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "bus.h"
 #include "db.h"
 #include "keys.h"
@@ -54,22 +55,19 @@ typedef struct pl_history_page {
     char *buf; /* one allocation holding the bytes v points at, or NULL */
 } pl_history_page_t;
 
-/* A growable byte buffer: a reply or a MySQL page is built in one. */
-typedef struct pl_hbuf {
-    char *p;
-    size_t n, cap;
-} pl_hbuf_t;
-
-/* Makes room for `more` bytes past b->n (aborts on out of memory). */
-void pl_hbuf_reserve(pl_hbuf_t *b, size_t more);
-void pl_hbuf_add(pl_hbuf_t *b, const void *s, size_t n);
+/* Replies and MySQL pages are built in common/buf.h's byte buffer. The
+ * pl_hbuf names are that same type and calls under their old spelling,
+ * kept only while gateway/chat still uses it; new code says pl_buf_*. */
+typedef pl_buf_t pl_hbuf_t;
+#define pl_hbuf_reserve pl_buf_reserve
+#define pl_hbuf_add pl_buf_add
 
 /* Appends s (n bytes, may hold NUL) as a JSON string literal, quotes
  * included: byte for byte what jansson's json_dumps(json_stringn(s, n),
  * JSON_ENCODE_ANY | JSON_COMPACT) gives (unit-tested against it). The send
  * path (chat_json_literal) uses it too, so stored and rebuilt events match. Returns 0, or -1 with b
  * unchanged when s is not valid UTF-8. */
-int pl_history_json_string(pl_hbuf_t *b, const char *s, size_t n);
+int pl_history_json_string(pl_buf_t *b, const char *s, size_t n);
 
 /* status 0 = page filled (possibly empty); -1 = Redis unavailable. The
  * page and every byte it points at belong to history.c and are valid only
@@ -108,7 +106,7 @@ void pl_history_older(pl_db_t *db, const char *room, int64_t before, int limit, 
  * the room given as its JSON literal (room_json, from
  * pl_history_json_string, so a page escapes it once). Returns 0, or -1 with
  * b unchanged when a string is not valid UTF-8. */
-int pl_history_event_append(pl_hbuf_t *b, const char *room_json, size_t room_json_len, int64_t seq,
+int pl_history_event_append(pl_buf_t *b, const char *room_json, size_t room_json_len, int64_t seq,
                             const char *msg_id, size_t msg_id_len, const char *from,
                             size_t from_len, const char *text, size_t text_len, int64_t ts);
 
