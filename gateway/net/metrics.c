@@ -1,9 +1,12 @@
 /*
- * Shared-memory metrics (see metrics.h): the mapping, and the Prometheus
- * text rendering driven by one table of scalar fields.
+ * Shared-memory metrics (see metrics.h): the mapping, and the page of
+ * series driven by one table of scalar fields (the text format itself is
+ * common/prom.c's, shared with the archiver).
  */
 #include "metrics.h"
+#include "buf.h"
 #include "log.h"
+#include "prom.h"
 #include "util.h"
 
 #include <event2/buffer.h>
@@ -163,50 +166,58 @@ static int64_t slot_sum(int slot, size_t off)
     return sum;
 }
 
-static void render_labelled(struct evbuffer *out, const char *name, const char *type,
-                            const char *help, const char *label, const char *value, size_t off,
-                            int header)
+/* One series of a labelled family (label=value): the sum over workers,
+ * then each worker; the family's HELP/TYPE first when header is set. */
+static void render_labelled(pl_buf_t *b, const char *name, const char *type, const char *help,
+                            const char *label, const char *value, size_t off, int header)
 {
     if (header)
-        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        pl_prom_head(b, name, type, help);
     int64_t total = 0;
     for (int s = 0; s < nslots; s++)
         total += slot_sum(s, off);
-    evbuffer_add_printf(out, "%s{%s=\"%s\"} %lld\n", name, label, value, (long long)total);
-    for (int s = 0; s < nslots; s++)
-        evbuffer_add_printf(out, "%s{%s=\"%s\",worker=\"%d\"} %lld\n", name, label, value, s,
-                            (long long)slot_sum(s, off));
+    char labels[96];
+    snprintf(labels, sizeof(labels), "%s=\"%s\"", label, value);
+    pl_prom_int(b, name, labels, total);
+    for (int s = 0; s < nslots; s++) {
+        snprintf(labels, sizeof(labels), "%s=\"%s\",worker=\"%d\"", label, value, s);
+        pl_prom_int(b, name, labels, slot_sum(s, off));
+    }
 }
 
 /* One unlabelled series: HELP/TYPE, the sum over workers, then each worker. */
-static void render_series(struct evbuffer *out, const char *name, const char *type,
-                          const char *help, size_t off)
+static void render_series(pl_buf_t *b, const char *name, const char *type, const char *help,
+                          size_t off)
 {
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    pl_prom_head(b, name, type, help);
     int64_t total = 0;
     for (int s = 0; s < nslots; s++)
         total += slot_sum(s, off);
-    evbuffer_add_printf(out, "%s %lld\n", name, (long long)total);
-    for (int s = 0; s < nslots; s++)
-        evbuffer_add_printf(out, "%s{worker=\"%d\"} %lld\n", name, s, (long long)slot_sum(s, off));
+    pl_prom_int(b, name, NULL, total);
+    for (int s = 0; s < nslots; s++) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "worker=\"%d\"", s);
+        pl_prom_int(b, name, labels, slot_sum(s, off));
+    }
 }
 
 void pl_metrics_render(struct evbuffer *out)
 {
     if (blocks == NULL)
         return;
+    pl_buf_t b = {0};
     for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
-        render_series(out, scalars[i].name, scalars[i].type, scalars[i].help, scalars[i].offset);
+        render_series(&b, scalars[i].name, scalars[i].type, scalars[i].help, scalars[i].offset);
     for (int id = 0; id < nextras; id++)
-        render_series(out, extras[id].name, extras[id].type, extras[id].help,
+        render_series(&b, extras[id].name, extras[id].type, extras[id].help,
                       offsetof(pl_metrics_t, extra) + (size_t)id * sizeof(int64_t));
     for (int r = 0; r < PL_HS_NREASONS; r++)
-        render_labelled(out, "parley_handshake_failures_total", "counter",
+        render_labelled(&b, "parley_handshake_failures_total", "counter",
                         "HTTP requests that did not become a WebSocket, by reason.", "reason",
                         hs_names[r],
                         offsetof(pl_metrics_t, handshake_failures) + r * sizeof(uint64_t), r == 0);
     for (int id = 0; id < nlimits; id++)
-        render_labelled(out, "parley_limit_rejections_total", "counter",
+        render_labelled(&b, "parley_limit_rejections_total", "counter",
                         "Connections or requests refused by a limit, by limit (see docs/ops.md).",
                         "limit", limit_names[id],
                         offsetof(pl_metrics_t, limit_rejections) + (size_t)id * sizeof(uint64_t),
@@ -223,7 +234,9 @@ void pl_metrics_render(struct evbuffer *out)
         for (int s = 0; s < nslots; s++)
             used |= slot_sum(s, off) != 0;
         if (k == 0 || used)
-            render_labelled(out, "parley_close_codes_sent_total", "counter",
+            render_labelled(&b, "parley_close_codes_sent_total", "counter",
                             "WebSocket close frames sent, by code.", "code", code, off, k == 0);
     }
+    evbuffer_add(out, b.p, b.n);
+    pl_buf_free(&b);
 }
