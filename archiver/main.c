@@ -354,7 +354,7 @@ static int dispatch(arch_t *a)
     return 0;
 }
 
-static void start_workers(arch_t *a, const pl_arch_redis_url_t *rurl, const pl_mysql_url_t *murl,
+static void start_workers(arch_t *a, const pl_redis_url_t *rurl, const pl_mysql_url_t *murl,
                           const char *consumer)
 {
     pthread_mutex_init(&a->mu, NULL);
@@ -639,8 +639,8 @@ int main(int argc, char **argv)
         pl_config_free(pl_arch_options, &cfg);
         return 2;
     }
-    pl_arch_redis_url_t rurl;
-    if (pl_arch_redis_url_parse(cfg.redis_url, &rurl, err, sizeof(err)) < 0) {
+    pl_redis_url_t rurl;
+    if (pl_redis_url_parse(cfg.redis_url, &rurl, err, sizeof(err)) < 0) {
         fprintf(stderr, "parley-archiver: redis_url: %s\n", err);
         pl_mysql_url_free(&murl);
         pl_config_free(pl_arch_options, &cfg);
@@ -710,7 +710,7 @@ int main(int argc, char **argv)
     pl_reader_free(a.reader);
 
 done:
-    pl_arch_redis_url_free(&rurl);
+    pl_redis_url_free(&rurl);
     pl_mysql_url_free(&murl);
     pl_config_free(pl_arch_options, &cfg);
     mysql_library_end();

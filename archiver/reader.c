@@ -4,42 +4,27 @@
  */
 #include "reader.h"
 #include "log.h"
+#include "parse.h"
 #include "util.h"
 
-#include <ctype.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
-/* ---- stream IDs and URLs (pure) ------------------------------------- */
-
-static int parse_u64(const char *s, size_t n, uint64_t *out)
-{
-    if (n == 0 || n > 20)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned d = (unsigned)(unsigned char)s[i] - '0';
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
+/* ---- stream IDs (pure) ---------------------------------------------- */
 
 int pl_arch_stream_id_parse(const char *s, size_t n, pl_arch_stream_id_t *id)
 {
     const char *dash = memchr(s, '-', n);
     if (dash == NULL) {
         id->seq = 0;
-        return parse_u64(s, n, &id->ms);
+        return pl_parse_u64(s, n, &id->ms);
     }
-    if (parse_u64(s, (size_t)(dash - s), &id->ms) < 0)
+    if (pl_parse_u64(s, (size_t)(dash - s), &id->ms) < 0)
         return -1;
-    return parse_u64(dash + 1, n - (size_t)(dash - s) - 1, &id->seq);
+    return pl_parse_u64(dash + 1, n - (size_t)(dash - s) - 1, &id->seq);
 }
 
 int pl_arch_stream_id_cmp(pl_arch_stream_id_t a, pl_arch_stream_id_t b)
@@ -65,102 +50,6 @@ pl_arch_stream_id_t pl_arch_stream_id_next(pl_arch_stream_id_t id)
 void pl_arch_stream_id_format(pl_arch_stream_id_t id, char *out, size_t len)
 {
     snprintf(out, len, "%llu-%llu", (unsigned long long)id.ms, (unsigned long long)id.seq);
-}
-
-static int parse_db(const char *s, int *db)
-{
-    uint64_t v;
-    if (parse_u64(s, strlen(s), &v) < 0 || v > 1000000)
-        return -1;
-    *db = (int)v;
-    return 0;
-}
-
-int pl_arch_redis_url_parse(const char *url, pl_arch_redis_url_t *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    out->port = 6379;
-    const char *q = strchr(url, '?');
-    if (url[0] == '/' || strncmp(url, "unix://", 7) == 0) {
-        const char *p = url[0] == '/' ? url : url + 7;
-        size_t n = q ? (size_t)(q - p) : strlen(p);
-        if (n == 0 || p[0] != '/') {
-            snprintf(err, errlen, "'%s' has no absolute socket path", url);
-            return -1;
-        }
-        out->socket = pl_xstrndup(p, n);
-        out->port = 0;
-        if (q) {
-            if (strncmp(q + 1, "db=", 3) != 0 || parse_db(q + 4, &out->db) < 0) {
-                snprintf(err, errlen, "'%s': only ?db=N is understood after a socket path", url);
-                pl_arch_redis_url_free(out);
-                return -1;
-            }
-        }
-        return 0;
-    }
-    if (strncmp(url, "redis://", 8) != 0 || q) {
-        snprintf(err, errlen, "'%s' is not redis://[:password@]host[:port][/db] or a socket path",
-                 url);
-        return -1;
-    }
-    const char *p = url + 8;
-    const char *slash = strchr(p, '/');
-    const char *hend = slash ? slash : p + strlen(p);
-    const char *at = NULL;
-    for (const char *s = p; s < hend; s++)
-        if (*s == '@')
-            at = s;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon)
-            out->password = pl_xstrndup(colon + 1, (size_t)(at - colon - 1));
-        p = at + 1;
-    }
-    const char *colon = NULL;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(hend - p));
-        if (rb == NULL) {
-            snprintf(err, errlen, "'%s': unterminated '['", url);
-            pl_arch_redis_url_free(out);
-            return -1;
-        }
-        out->host = pl_xstrndup(p + 1, (size_t)(rb - p - 1));
-        if (rb + 1 < hend && rb[1] == ':')
-            colon = rb + 1;
-    } else {
-        colon = memchr(p, ':', (size_t)(hend - p));
-        out->host = pl_xstrndup(p, (size_t)((colon ? colon : hend) - p));
-    }
-    if (out->host[0] == '\0') {
-        snprintf(err, errlen, "'%s' has no host", url);
-        pl_arch_redis_url_free(out);
-        return -1;
-    }
-    if (colon) {
-        uint64_t port;
-        if (parse_u64(colon + 1, (size_t)(hend - colon - 1), &port) < 0 || port == 0 ||
-            port > 65535) {
-            snprintf(err, errlen, "'%s' has a bad port", url);
-            pl_arch_redis_url_free(out);
-            return -1;
-        }
-        out->port = (int)port;
-    }
-    if (slash && slash[1] && parse_db(slash + 1, &out->db) < 0) {
-        snprintf(err, errlen, "'%s' has a bad database number", url);
-        pl_arch_redis_url_free(out);
-        return -1;
-    }
-    return 0;
-}
-
-void pl_arch_redis_url_free(pl_arch_redis_url_t *u)
-{
-    free(u->host);
-    free(u->socket);
-    free(u->password);
-    memset(u, 0, sizeof(*u));
 }
 
 /* ---- batches --------------------------------------------------------- */
@@ -232,7 +121,7 @@ static int add_entries(pl_arch_batch_t *b, const redisReply *arr)
 /* ---- connections ------------------------------------------------------ */
 
 struct pl_reader {
-    const pl_arch_redis_url_t *url;
+    const pl_redis_url_t *url;
     const char *stream, *group, *consumer;
     char dead_stream[512];
     int64_t block_ms;
@@ -242,7 +131,7 @@ struct pl_reader {
     char err[512];
 };
 
-pl_reader_t *pl_reader_new(const pl_arch_redis_url_t *url, const char *stream, const char *group,
+pl_reader_t *pl_reader_new(const pl_redis_url_t *url, const char *stream, const char *group,
                            const char *consumer, int64_t block_ms)
 {
     pl_reader_t *r = pl_xcalloc(1, sizeof(*r));
@@ -318,8 +207,11 @@ static redisContext *open_one(pl_reader_t *r, int64_t timeout_ms)
     struct timeval to = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
     redisSetTimeout(c, to);
     redisReply *rep;
-    if (r->url->password) {
-        rep = redisCommand(c, "AUTH %s", r->url->password);
+    const char *argv[3];
+    size_t lens[3];
+    int argc = pl_redis_url_auth(r->url, argv, lens);
+    if (argc > 0) {
+        rep = redisCommandArgv(c, argc, argv, lens);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             snprintf(r->err, sizeof(r->err), "AUTH: %s", rep ? rep->str : c->errstr);
             if (rep)

@@ -12,6 +12,7 @@
 #ifndef PL_ARCH_READER_H
 #define PL_ARCH_READER_H
 
+#include "redis_url.h"
 #include "writer.h"
 
 #include <stddef.h>
@@ -29,19 +30,6 @@ int pl_arch_stream_id_cmp(pl_arch_stream_id_t a, pl_arch_stream_id_t b);
 pl_arch_stream_id_t pl_arch_stream_id_next(pl_arch_stream_id_t id);
 /* Formats as "ms-seq" into out (at least 42 bytes). */
 void pl_arch_stream_id_format(pl_arch_stream_id_t id, char *out, size_t len);
-
-/* A parsed redis URL: redis://[:password@]host[:port][/db], unix:///path[?db=N]
- * or a bare /path/to/socket[?db=N]. Strings owned by the struct. */
-typedef struct pl_arch_redis_url {
-    char *host;     /* NULL for a unix socket */
-    int port;       /* 6379 unless given */
-    char *socket;   /* or NULL */
-    char *password; /* NULL = no AUTH */
-    int db;
-} pl_arch_redis_url_t;
-
-int pl_arch_redis_url_parse(const char *url, pl_arch_redis_url_t *out, char *err, size_t errlen);
-void pl_arch_redis_url_free(pl_arch_redis_url_t *u);
 
 /* One entry of a batch; id and fields alias the reply kept in the batch. */
 typedef struct pl_arch_entry {
@@ -70,7 +58,7 @@ typedef struct pl_arch_group_stats {
 typedef struct pl_reader pl_reader_t;
 
 /* Keeps pointers to its arguments (they must outlive the reader). */
-pl_reader_t *pl_reader_new(const pl_arch_redis_url_t *url, const char *stream, const char *group,
+pl_reader_t *pl_reader_new(const pl_redis_url_t *url, const char *stream, const char *group,
                            const char *consumer, int64_t block_ms);
 void pl_reader_free(pl_reader_t *r);
 

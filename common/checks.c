@@ -5,6 +5,8 @@
 #include "checks.h"
 #include "log.h"
 #include "mysql_url.h"
+#include "parse.h"
+#include "redis_url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +19,8 @@ int pl_check_listen(const char *v, char *err, size_t errlen)
         snprintf(err, errlen, "'%s' is not host:port", v);
         return -1;
     }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535) {
+    uint64_t port;
+    if (pl_parse_u64(colon + 1, strlen(colon + 1), &port) < 0 || port > 65535) {
         snprintf(err, errlen, "'%s' has no valid port", v);
         return -1;
     }
@@ -42,10 +43,13 @@ int pl_check_log_level(const char *v, char *err, size_t errlen)
 
 int pl_check_redis_url(const char *v, char *err, size_t errlen)
 {
-    if (*v == '/' || strncmp(v, "redis://", 8) == 0 || strncmp(v, "unix://", 7) == 0)
-        return 0;
-    snprintf(err, errlen, "'%s' is not redis://host:port/db or a unix socket path", v);
-    return -1;
+    /* The very parser the programs connect with, so what passes here is
+     * what a gateway worker or the archiver will use. */
+    pl_redis_url_t u;
+    if (pl_redis_url_parse(v, &u, err, errlen) < 0)
+        return -1;
+    pl_redis_url_free(&u);
+    return 0;
 }
 
 int pl_check_mysql_url(const char *v, char *err, size_t errlen)

@@ -13,7 +13,7 @@ int pl_check_listen(const char *v, char *err, size_t errlen);
 int pl_check_listen_or_off(const char *v, char *err, size_t errlen);
 /* error|warn|info|debug. */
 int pl_check_log_level(const char *v, char *err, size_t errlen);
-/* redis://host:port/db, unix://path or /path (a unix socket). */
+/* A redis_url that pl_redis_url_parse accepts (redis_url.h). */
 int pl_check_redis_url(const char *v, char *err, size_t errlen);
 /* A mysql_url that names a database, or empty (off / checked at use). */
 int pl_check_mysql_url(const char *v, char *err, size_t errlen);

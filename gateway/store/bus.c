@@ -11,6 +11,7 @@
 #include "bus.h"
 #include "log.h"
 #include "map.h"
+#include "redis_url.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -48,13 +49,8 @@ typedef struct link {
 
 struct pl_bus {
     struct event_base *base;
-    char *host; /* NULL for a unix socket */
-    int port;
-    char *path; /* unix socket path */
-    int db;
-    char *user;     /* AUTH user (NULL: default user) */
-    char *password; /* AUTH password (NULL: none) */
-    char *control;  /* channel kept subscribed for the bus's lifetime */
+    pl_redis_url_t url; /* where to connect, AUTH and SELECT (common/redis_url.h) */
+    char *control;      /* channel kept subscribed for the bus's lifetime */
     pl_bus_handlers_t h;
     link_t cmd, sub;
     pl_map_t chans; /* channel -> chan_t */
@@ -71,52 +67,6 @@ typedef struct pending {
 } pending_t;
 
 static void connect_link(pl_bus_t *bus, link_t *l);
-
-static int parse_url(pl_bus_t *bus, const char *url)
-{
-    if (*url == '\0')
-        url = "redis://127.0.0.1:6379/0";
-    if (*url == '/') {
-        bus->path = pl_xstrdup(url);
-        return 0;
-    }
-    if (strncmp(url, "unix://", 7) == 0) {
-        bus->path = pl_xstrdup(url + 7);
-        return *bus->path ? 0 : -1;
-    }
-    if (strncmp(url, "redis://", 8) != 0)
-        return -1;
-    const char *h = url + 8;
-    const char *at = strchr(h, '@');
-    if (at) {
-        /* redis://[user]:password@host: AUTH password (or user password) */
-        const char *colon = memchr(h, ':', (size_t)(at - h));
-        if (colon) {
-            if (colon > h)
-                bus->user = pl_xstrndup(h, (size_t)(colon - h));
-            bus->password = pl_xstrndup(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            bus->password = pl_xstrndup(h, (size_t)(at - h));
-        }
-        h = at + 1;
-    }
-    const char *slash = strchr(h, '/');
-    const char *colon = strchr(h, ':');
-    size_t hostlen = colon && (!slash || colon < slash) ? (size_t)(colon - h)
-                     : slash                            ? (size_t)(slash - h)
-                                                        : strlen(h);
-    bus->host = pl_xstrndup(h, hostlen);
-    if (*bus->host == '\0') {
-        free(bus->host);
-        bus->host = pl_xstrdup("127.0.0.1");
-    }
-    bus->port = 6379;
-    if (colon && (!slash || colon < slash))
-        bus->port = atoi(colon + 1);
-    if (slash && slash[1])
-        bus->db = atoi(slash + 1);
-    return bus->port > 0 && bus->port < 65536 ? 0 : -1;
-}
 
 static const char *link_name(pl_bus_t *bus, const link_t *l)
 {
@@ -343,15 +293,14 @@ static void on_connect(const redisAsyncContext *ac, int status)
         pl_log_info("redis connected\tlink=%s", link_name(bus, l));
     l->attempts = 0;
     l->up = 1;
-    if (bus->password) {
-        /* pipelined ahead of everything else on this link */
-        const char *argv[3] = {"AUTH", bus->user ? bus->user : bus->password, bus->password};
-        size_t lens[3] = {4, strlen(argv[1]), strlen(bus->password)};
-        redisAsyncCommandArgv(l->ac, on_select, NULL, bus->user ? 3 : 2, argv, lens);
-    }
+    const char *argv[3];
+    size_t lens[3];
+    int argc = pl_redis_url_auth(&bus->url, argv, lens);
+    if (argc > 0) /* pipelined ahead of everything else on this link */
+        redisAsyncCommandArgv(l->ac, on_select, NULL, argc, argv, lens);
     if (l == &bus->cmd) {
-        if (bus->db)
-            redisAsyncCommand(l->ac, on_select, NULL, "SELECT %d", bus->db);
+        if (bus->url.db)
+            redisAsyncCommand(l->ac, on_select, NULL, "SELECT %d", bus->url.db);
         if (bus->h.on_cmd_up)
             bus->h.on_cmd_up(bus->h.arg);
     } else {
@@ -385,8 +334,8 @@ static void connect_link(pl_bus_t *bus, link_t *l)
 {
     if (bus->freeing || l->ac)
         return;
-    redisAsyncContext *ac =
-        bus->path ? redisAsyncConnectUnix(bus->path) : redisAsyncConnect(bus->host, bus->port);
+    redisAsyncContext *ac = bus->url.socket ? redisAsyncConnectUnix(bus->url.socket)
+                                            : redisAsyncConnect(bus->url.host, bus->url.port);
     if (ac == NULL || ac->err) {
         pl_log_warn("redis connect failed\tlink=%s error=\"%s\"", link_name(bus, l),
                     ac ? ac->errstr : "out of memory");
@@ -406,11 +355,9 @@ pl_bus_t *pl_bus_new(struct event_base *base, const char *url, const char *contr
                      const pl_bus_handlers_t *h)
 {
     pl_bus_t *bus = pl_xcalloc(1, sizeof(*bus));
-    if (parse_url(bus, url) < 0) {
-        free(bus->host);
-        free(bus->path);
-        free(bus->user);
-        free(bus->password);
+    char err[256];
+    if (pl_redis_url_parse(url, &bus->url, err, sizeof(err)) < 0) {
+        pl_log_error("redis_url: %s", err);
         free(bus);
         return NULL;
     }
@@ -448,10 +395,7 @@ void pl_bus_free(pl_bus_t *bus)
     for (pl_map_entry_t *e = pl_map_first(&bus->chans, &i); e; e = pl_map_next(&bus->chans, e, &i))
         free(e->val);
     pl_map_clear(&bus->chans);
-    free(bus->host);
-    free(bus->path);
-    free(bus->user);
-    free(bus->password);
+    pl_redis_url_free(&bus->url);
     free(bus->control);
     free(bus);
 }

@@ -36,10 +36,11 @@ typedef struct pl_bus_handlers {
     void (*on_cmd_up)(void *arg);
 } pl_bus_handlers_t;
 
-/* Creates the bus and starts connecting. url: redis://host:port/db,
- * unix:///path or /path. control is a channel kept subscribed for the
- * bus's lifetime (hiredis leaves subscribe mode when the count drops to
- * 0, which races with re-subscribing). Returns NULL on a bad url. */
+/* Creates the bus and starts connecting. url: a redis_url as
+ * common/redis_url.h parses it (AUTH on both links, SELECT on the command
+ * link). control is a channel kept subscribed for the bus's lifetime
+ * (hiredis leaves subscribe mode when the count drops to 0, which races
+ * with re-subscribing). Returns NULL on a bad url (logged). */
 pl_bus_t *pl_bus_new(struct event_base *base, const char *url, const char *control,
                      const pl_bus_handlers_t *h);
 /* Disconnects (pending callbacks get NULL) and frees. */

@@ -1,5 +1,5 @@
 /*
- * The archiver's pure parts: mysql:// and redis:// URLs, stream entry ->
+ * The archiver's pure parts: mysql:// URLs, stream entry ->
  * row validation, INSERT building and escaping (on an unconnected MYSQL
  * handle), duplicate/conflict classification, stream IDs, migration file
  * names and the metrics text.
@@ -130,32 +130,7 @@ static void test_mysql_url_errors(void)
     }
 }
 
-/* ---- redis url and stream ids ---- */
-
-static void test_redis_url(void)
-{
-    pl_arch_redis_url_t u;
-    char err[256];
-    CU_ASSERT_EQUAL_FATAL(pl_arch_redis_url_parse("redis://127.0.0.1:6380/2", &u, err, sizeof(err)),
-                          0);
-    CU_ASSERT_STRING_EQUAL(u.host, "127.0.0.1");
-    CU_ASSERT_EQUAL(u.port, 6380);
-    CU_ASSERT_EQUAL(u.db, 2);
-    CU_ASSERT_PTR_NULL(u.password);
-    pl_arch_redis_url_free(&u);
-    CU_ASSERT_EQUAL_FATAL(pl_arch_redis_url_parse("redis://:pw@host", &u, err, sizeof(err)), 0);
-    CU_ASSERT_STRING_EQUAL(u.password, "pw");
-    CU_ASSERT_EQUAL(u.port, 6379);
-    CU_ASSERT_EQUAL(u.db, 0);
-    pl_arch_redis_url_free(&u);
-    CU_ASSERT_EQUAL_FATAL(pl_arch_redis_url_parse("/tmp/r.sock?db=3", &u, err, sizeof(err)), 0);
-    CU_ASSERT_STRING_EQUAL(u.socket, "/tmp/r.sock");
-    CU_ASSERT_EQUAL(u.db, 3);
-    pl_arch_redis_url_free(&u);
-    CU_ASSERT_EQUAL(pl_arch_redis_url_parse("redis://h:99999", &u, err, sizeof(err)), -1);
-    CU_ASSERT_EQUAL(pl_arch_redis_url_parse("redis://h/x", &u, err, sizeof(err)), -1);
-    CU_ASSERT_EQUAL(pl_arch_redis_url_parse("http://h", &u, err, sizeof(err)), -1);
-}
+/* ---- stream ids ---- */
 
 static void test_stream_ids(void)
 {
@@ -491,7 +466,7 @@ static void test_metrics_render(void)
 }
 
 PL_UNIT_SUITE(archiver, PL_TEST(test_mysql_url_tcp), PL_TEST(test_mysql_url_socket),
-              PL_TEST(test_mysql_url_errors), PL_TEST(test_redis_url), PL_TEST(test_stream_ids),
+              PL_TEST(test_mysql_url_errors), PL_TEST(test_stream_ids),
               PL_TEST(test_row_parse_ok), PL_TEST(test_row_parse_bad), PL_TEST(test_utf8),
               PL_TEST(test_format_ts), PL_TEST(test_build_insert_escapes),
               PL_TEST(test_build_insert_splits), PL_TEST(test_classify),

@@ -212,10 +212,11 @@ class Redis(_ChildServer):
 
     .host .port .url ("redis://127.0.0.1:P/0"), .cli(*args) -> stdout text,
     .stop() .kill() .start() .restart() .running(). Nothing is persisted
-    unless appendonly=True.
+    unless appendonly=True. bind lists the addresses to listen on (e.g.
+    ("127.0.0.1", "::1")); password sets requirepass (cli() then uses it).
     """
 
-    def __init__(self, dir, port=None, appendonly=False):
+    def __init__(self, dir, port=None, appendonly=False, bind=("127.0.0.1",), password=None):
         self.bin = need_program("redis-server", "redis-server")
         self.cli_bin = need_program("redis-cli", "redis-server")
         self.dir = dir
@@ -224,23 +225,26 @@ class Redis(_ChildServer):
         self.port = port or free_port()
         self.url = f"redis://{self.host}:{self.port}/0"
         self.appendonly = appendonly
+        self.bind = list(bind)
+        self.password = password
         self.log = os.path.join(dir, "redis.log")
         self.proc = None
 
     def start(self, timeout=10):
         if self.running():
             return self
-        argv = [self.bin, "--port", str(self.port), "--bind", "127.0.0.1",
+        argv = [self.bin, "--port", str(self.port), "--bind", *self.bind,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                 "--dir", self.dir, "--logfile", self.log, "--daemonize", "no"]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT, env=clean_env())
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise Failure(f"redis-server exited with {self.proc.returncode}:\n{tail(self.log)}")
-            r = subprocess.run([self.cli_bin, "-h", self.host, "-p", str(self.port), "PING"],
-                               capture_output=True, text=True)
+            r = subprocess.run(self._cli_argv() + ["PING"], capture_output=True, text=True)
             if r.stdout.strip() == "PONG":
                 return self
             if time.monotonic() > deadline:
@@ -249,9 +253,15 @@ class Redis(_ChildServer):
                               f"within {timeout}s:\n{tail(self.log)}")
             time.sleep(0.05)
 
+    def _cli_argv(self):
+        argv = [self.cli_bin, "-h", self.host, "-p", str(self.port)]
+        if self.password is not None:
+            argv += ["-a", self.password, "--no-auth-warning"]
+        return argv
+
     def cli(self, *args, check=True):
         """redis-cli -p PORT args...; returns stdout without the last newline."""
-        r = subprocess.run([self.cli_bin, "-h", self.host, "-p", str(self.port)] + [str(a) for a in args],
+        r = subprocess.run(self._cli_argv() + [str(a) for a in args],
                            capture_output=True, text=True, timeout=30)
         if check and r.returncode != 0:
             raise Failure(f"redis-cli {' '.join(map(str, args))} failed ({r.returncode}): "
