@@ -1,16 +1,20 @@
 /*
- * Prometheus text rendering and the /metrics + /healthz HTTP server
- * (libevent evhttp in a detached thread; see metrics.h).
+ * The archiver's series (rendered with common/prom.h) and the /metrics +
+ * /healthz HTTP server (libevent evhttp in a detached thread; see
+ * metrics.h).
  */
 #include "metrics.h"
+#include "buf.h"
 #include "log.h"
+#include "parse.h"
+#include "prom.h"
 #include "util.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,47 +48,25 @@ void pl_arch_metrics_batch(uint64_t us)
     /* Larger than the last bucket: only +Inf (= count) holds it. */
 }
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} strbuf;
-
-static void add(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(strbuf *b, const char *fmt, ...)
+static void counter(pl_buf_t *b, const char *name, const char *help, uint64_t v)
 {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        b->cap = b->cap * 2 + (size_t)(n > 0 ? n : 0);
-        b->p = pl_xrealloc(b->p, b->cap);
-    }
+    pl_prom_head(b, name, "counter", help);
+    pl_prom_uint(b, name, NULL, v);
 }
 
-static void counter(strbuf *b, const char *name, const char *help, uint64_t v)
+/* A sampled gauge; negative means "unknown" and reads NaN. */
+static void gauge(pl_buf_t *b, const char *name, const char *help, int64_t v)
 {
-    add(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-        (unsigned long long)v);
-}
-
-static void gauge(strbuf *b, const char *name, const char *help, int64_t v)
-{
-    add(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    pl_prom_head(b, name, "gauge", help);
     if (v < 0)
-        add(b, "%s NaN\n", name);
+        pl_prom_float(b, name, NULL, NAN);
     else
-        add(b, "%s %lld\n", name, (long long)v);
+        pl_prom_int(b, name, NULL, v);
 }
 
 char *pl_arch_metrics_render(pl_arch_metrics_t *m)
 {
-    strbuf b = {pl_xmalloc(4096), 0, 4096};
-    b.p[0] = '\0';
+    pl_buf_t b = {0};
     gauge(&b, "parley_archiver_stream_pending",
           "Entries delivered to the consumer group but not yet acknowledged.",
           LOAD(m->stream_pending));
@@ -105,26 +87,19 @@ char *pl_arch_metrics_render(pl_arch_metrics_t *m)
             "Entries copied to the dead-letter stream and acknowledged.", LOAD(m->dead_letters));
     counter(&b, "parley_archiver_trimmed_total", "Acknowledged entries trimmed from the stream.",
             LOAD(m->trimmed));
-    add(&b, "# HELP parley_archiver_errors_total Errors by kind.\n"
-            "# TYPE parley_archiver_errors_total counter\n");
-    for (int k = 0; k < ERRK_COUNT; k++)
-        add(&b, "parley_archiver_errors_total{kind=\"%s\"} %llu\n", kind_names[k],
-            (unsigned long long)LOAD(m->errors[k]));
-    add(&b, "# HELP parley_archiver_batch_seconds Time to write and commit one batch.\n"
-            "# TYPE parley_archiver_batch_seconds histogram\n");
-    uint64_t cum = 0;
-    for (int i = 0; i < PL_BATCH_BUCKETS; i++) {
-        cum += LOAD(m->batch_buckets[i]);
-        add(&b, "parley_archiver_batch_seconds_bucket{le=\"%g\"} %llu\n",
-            pl_arch_batch_bucket_le[i], (unsigned long long)cum);
+    pl_prom_head(&b, "parley_archiver_errors_total", "counter", "Errors by kind.");
+    for (int k = 0; k < ERRK_COUNT; k++) {
+        char label[32];
+        snprintf(label, sizeof(label), "kind=\"%s\"", kind_names[k]);
+        pl_prom_uint(&b, "parley_archiver_errors_total", label, LOAD(m->errors[k]));
     }
-    uint64_t count = LOAD(m->batches);
-    if (count < cum)
-        count = cum;
-    add(&b, "parley_archiver_batch_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)count);
-    add(&b, "parley_archiver_batch_seconds_sum %.6f\n", (double)LOAD(m->batch_us_sum) / 1e6);
-    add(&b, "parley_archiver_batch_seconds_count %llu\n", (unsigned long long)count);
-    return b.p;
+    uint64_t buckets[PL_BATCH_BUCKETS];
+    for (int i = 0; i < PL_BATCH_BUCKETS; i++)
+        buckets[i] = LOAD(m->batch_buckets[i]);
+    pl_prom_histogram(&b, "parley_archiver_batch_seconds", "Time to write and commit one batch.",
+                      pl_arch_batch_bucket_le, buckets, PL_BATCH_BUCKETS, LOAD(m->batches),
+                      (double)LOAD(m->batch_us_sum) / 1e6);
+    return pl_buf_cstr(&b);
 }
 
 /* ---- HTTP ------------------------------------------------------------- */
@@ -179,7 +154,11 @@ int pl_arch_metrics_start(const char *listen, char *err, size_t errlen)
         memmove(host, host + 1, hl - 2);
         host[hl - 2] = '\0';
     }
-    int port = atoi(colon + 1);
+    uint64_t port;
+    if (pl_parse_u64(colon + 1, strlen(colon + 1), &port) < 0 || port > 65535) {
+        snprintf(err, errlen, "metrics_listen '%s' has no valid port", listen);
+        return -1;
+    }
     http_base = event_base_new();
     http = evhttp_new(http_base);
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);

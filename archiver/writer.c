@@ -11,6 +11,8 @@
  */
 #include "writer.h"
 #include "log.h"
+#include "parse.h"
+#include "utf8.h"
 #include "util.h"
 
 #include <errmsg.h>
@@ -21,66 +23,6 @@
 #include <time.h>
 
 /* ---- pure parts ------------------------------------------------------- */
-
-int pl_arch_utf8_check(const char *str, size_t n, size_t *chars)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0, count = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned cp;
-        if (c < 0x80) {
-            i++;
-            count++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (n - i < len)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += len;
-        count++;
-    }
-    if (chars)
-        *chars = count;
-    return 1;
-}
-
-/* Strict unsigned decimal: digits only, no sign, no spaces, no overflow. */
-static int parse_u64(pl_arch_bytes_t b, uint64_t *out)
-{
-    if (b.n == 0 || b.n > 20)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < b.n; i++) {
-        unsigned d = (unsigned)(unsigned char)b.p[i] - '0';
-        if (d > 9)
-            return -1;
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
 
 static int field_is(pl_arch_bytes_t f, const char *name)
 {
@@ -126,12 +68,12 @@ int pl_arch_row_parse(pl_arch_row_t *row, const pl_arch_bytes_t *fields, size_t 
     REQUIRE(ts);
 #undef REQUIRE
     memset(row, 0, sizeof(*row));
-    if (room->n == 0 || !pl_arch_utf8_check(room->p, room->n, &chars) ||
+    if (room->n == 0 || pl_utf8_chars(room->p, room->n, &chars) < 0 ||
         chars > PL_ARCH_ROOM_MAX_CHARS) {
         *why = "bad room (empty, not UTF-8 or longer than 128 characters)";
         return -1;
     }
-    if (parse_u64(*seq, &row->seq) < 0) {
+    if (pl_parse_u64(seq->p, seq->n, &row->seq) < 0) {
         *why = "bad seq (not an unsigned decimal)";
         return -1;
     }
@@ -139,15 +81,15 @@ int pl_arch_row_parse(pl_arch_row_t *row, const pl_arch_bytes_t *fields, size_t 
         *why = "bad msg_id (empty or longer than 64 bytes)";
         return -1;
     }
-    if (!pl_arch_utf8_check(from->p, from->n, &chars) || chars > PL_ARCH_SENDER_MAX_CHARS) {
+    if (pl_utf8_chars(from->p, from->n, &chars) < 0 || chars > PL_ARCH_SENDER_MAX_CHARS) {
         *why = "bad from (not UTF-8 or longer than 64 characters)";
         return -1;
     }
-    if (text->n > PL_ARCH_TEXT_MAX_BYTES || !pl_arch_utf8_check(text->p, text->n, NULL)) {
+    if (text->n > PL_ARCH_TEXT_MAX_BYTES || pl_utf8_validate(text->p, text->n) < 0) {
         *why = "bad text (not UTF-8 or longer than 65535 bytes)";
         return -1;
     }
-    if (parse_u64(*ts, &row->ts_ms) < 0 || row->ts_ms > PL_ARCH_TS_MAX) {
+    if (pl_parse_u64(ts->p, ts->n, &row->ts_ms) < 0 || row->ts_ms > PL_ARCH_TS_MAX) {
         *why = "bad ts (not unix milliseconds)";
         return -1;
     }
@@ -170,56 +112,19 @@ void pl_arch_format_ts(uint64_t ts_ms, char out[24])
              (unsigned)(ts_ms % 1000));
 }
 
-void pl_arch_sqlbuf_reset(pl_arch_sqlbuf_t *b)
-{
-    b->len = 0;
-}
-
-void pl_arch_sqlbuf_free(pl_arch_sqlbuf_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
-
-static void reserve(pl_arch_sqlbuf_t *b, size_t more)
-{
-    if (b->len + more + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    b->p = pl_xrealloc(b->p, cap);
-    b->cap = cap;
-}
-
-static void put(pl_arch_sqlbuf_t *b, const char *s, size_t n)
-{
-    reserve(b, n);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void puts_(pl_arch_sqlbuf_t *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
 /* Appends 'escaped' (quotes included). */
-static void put_quoted(pl_arch_sqlbuf_t *b, MYSQL *m, pl_arch_bytes_t v)
+static void put_quoted(pl_buf_t *b, MYSQL *m, pl_arch_bytes_t v)
 {
-    reserve(b, 2 * v.n + 3);
-    b->p[b->len++] = '\'';
-    b->len += mysql_real_escape_string(m, b->p + b->len, v.p, (unsigned long)v.n);
-    b->p[b->len++] = '\'';
-    b->p[b->len] = '\0';
+    /* the escaper writes up to 2n bytes and a NUL */
+    pl_buf_reserve(b, 2 * v.n + 3);
+    b->p[b->n++] = '\'';
+    b->n += mysql_real_escape_string(m, b->p + b->n, v.p, (unsigned long)v.n);
+    b->p[b->n++] = '\'';
 }
 
-static void put_u64(pl_arch_sqlbuf_t *b, uint64_t v)
+static void put_u64(pl_buf_t *b, uint64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
-    put(b, num, (size_t)n);
+    pl_buf_printf(b, "%llu", (unsigned long long)v);
 }
 
 /* Upper bound of the bytes one row adds to an INSERT. */
@@ -228,51 +133,52 @@ static size_t row_worst(const pl_arch_row_t *r)
     return 2 * (r->room.n + r->msg_id.n + r->sender.n + r->text.n) + 128;
 }
 
-size_t pl_arch_build_insert(pl_arch_sqlbuf_t *b, MYSQL *m, const pl_arch_row_t *rows, size_t n,
+size_t pl_arch_build_insert(pl_buf_t *b, MYSQL *m, const pl_arch_row_t *rows, size_t n,
                             size_t max_bytes)
 {
-    pl_arch_sqlbuf_reset(b);
-    puts_(b, "INSERT IGNORE INTO messages (room, seq, msg_id, sender, text, created_at) VALUES ");
+    pl_buf_reset(b);
+    pl_buf_add_str(
+        b, "INSERT IGNORE INTO messages (room, seq, msg_id, sender, text, created_at) VALUES ");
     size_t k;
     for (k = 0; k < n; k++) {
         const pl_arch_row_t *r = &rows[k];
-        if (k > 0 && b->len + row_worst(r) > max_bytes)
+        if (k > 0 && b->n + row_worst(r) > max_bytes)
             break;
         if (k > 0)
-            put(b, ",", 1);
-        put(b, "(", 1);
+            pl_buf_add(b, ",", 1);
+        pl_buf_add(b, "(", 1);
         put_quoted(b, m, r->room);
-        put(b, ",", 1);
+        pl_buf_add(b, ",", 1);
         put_u64(b, r->seq);
-        put(b, ",", 1);
+        pl_buf_add(b, ",", 1);
         put_quoted(b, m, r->msg_id);
-        put(b, ",", 1);
+        pl_buf_add(b, ",", 1);
         put_quoted(b, m, r->sender);
-        put(b, ",", 1);
+        pl_buf_add(b, ",", 1);
         put_quoted(b, m, r->text);
         char ts[24];
         pl_arch_format_ts(r->ts_ms, ts);
-        put(b, ",'", 2);
-        puts_(b, ts);
-        put(b, "')", 2);
+        pl_buf_add(b, ",'", 2);
+        pl_buf_add_str(b, ts);
+        pl_buf_add(b, "')", 2);
     }
     return k;
 }
 
-void pl_arch_build_keycheck(pl_arch_sqlbuf_t *b, MYSQL *m, const pl_arch_row_t *rows, size_t n)
+void pl_arch_build_keycheck(pl_buf_t *b, MYSQL *m, const pl_arch_row_t *rows, size_t n)
 {
-    pl_arch_sqlbuf_reset(b);
-    puts_(b, "SELECT room, seq, msg_id FROM messages WHERE (room, seq) IN (");
+    pl_buf_reset(b);
+    pl_buf_add_str(b, "SELECT room, seq, msg_id FROM messages WHERE (room, seq) IN (");
     for (size_t k = 0; k < n; k++) {
         if (k > 0)
-            put(b, ",", 1);
-        put(b, "(", 1);
+            pl_buf_add(b, ",", 1);
+        pl_buf_add(b, "(", 1);
         put_quoted(b, m, rows[k].room);
-        put(b, ",", 1);
+        pl_buf_add(b, ",", 1);
         put_u64(b, rows[k].seq);
-        put(b, ")", 1);
+        pl_buf_add(b, ")", 1);
     }
-    put(b, ")", 1);
+    pl_buf_add(b, ")", 1);
 }
 
 static int bytes_eq(pl_arch_bytes_t a, pl_arch_bytes_t b)
@@ -304,7 +210,7 @@ struct pl_writer {
     const pl_mysql_url_t *url;
     MYSQL *m;        /* NULL while disconnected */
     size_t max_stmt; /* bytes one statement may take (from max_allowed_packet) */
-    pl_arch_sqlbuf_t sql;
+    pl_buf_t sql;
     char err[512];
 };
 
@@ -396,7 +302,7 @@ void pl_writer_free(pl_writer_t *w)
     if (w == NULL)
         return;
     disconnect(w);
-    pl_arch_sqlbuf_free(&w->sql);
+    pl_buf_free(&w->sql);
     free(w);
 }
 
@@ -463,7 +369,7 @@ int pl_writer_write(pl_writer_t *w, const pl_arch_row_t *rows, size_t n, uint8_t
     uint64_t inserted = 0;
     for (size_t i = 0; i < n;) {
         size_t k = pl_arch_build_insert(&w->sql, w->m, rows + i, n - i, w->max_stmt);
-        if ((rc = query(w, w->sql.p, w->sql.len, "INSERT")) != WRITE_OK)
+        if ((rc = query(w, w->sql.p, w->sql.n, "INSERT")) != WRITE_OK)
             return rc;
         inserted += mysql_affected_rows(w->m);
         i += k;
@@ -472,7 +378,7 @@ int pl_writer_write(pl_writer_t *w, const pl_arch_row_t *rows, size_t n, uint8_t
     if (inserted < n) {
         /* Some keys existed already: find out whether with the same msg_id. */
         pl_arch_build_keycheck(&w->sql, w->m, rows, n);
-        if ((rc = query(w, w->sql.p, w->sql.len, "SELECT keys")) != WRITE_OK)
+        if ((rc = query(w, w->sql.p, w->sql.n, "SELECT keys")) != WRITE_OK)
             return rc;
         MYSQL_RES *r = mysql_store_result(w->m);
         if (r == NULL)

@@ -11,6 +11,7 @@
 #ifndef PL_ARCH_WRITER_H
 #define PL_ARCH_WRITER_H
 
+#include "buf.h"
 #include "mysql_url.h"
 
 #include <mysql.h>
@@ -48,33 +49,19 @@ typedef struct pl_arch_row {
 int pl_arch_row_parse(pl_arch_row_t *row, const pl_arch_bytes_t *fields, size_t nfields,
                       const char **why);
 
-/* Returns 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates or
- * code points above U+10FFFF; NUL allowed), and counts its characters
- * into *chars when chars is not NULL. */
-int pl_arch_utf8_check(const char *s, size_t n, size_t *chars);
-
 /* Formats unix ms as 'YYYY-MM-DD HH:MM:SS.mmm' (UTC, 23 chars + NUL). */
 void pl_arch_format_ts(uint64_t ts_ms, char out[24]);
-
-/* A growing byte buffer for SQL text. */
-typedef struct pl_arch_sqlbuf {
-    char *p;
-    size_t len, cap;
-} pl_arch_sqlbuf_t;
-
-void pl_arch_sqlbuf_reset(pl_arch_sqlbuf_t *b);
-void pl_arch_sqlbuf_free(pl_arch_sqlbuf_t *b);
 
 /* Replaces b's contents with one "INSERT IGNORE INTO messages ... VALUES"
  * statement holding rows[0..k), escaping with mysql_real_escape_string on
  * m, where k >= 1 is the largest count keeping the statement within
  * max_bytes (a single row is always taken). Returns k. */
-size_t pl_arch_build_insert(pl_arch_sqlbuf_t *b, MYSQL *m, const pl_arch_row_t *rows, size_t n,
+size_t pl_arch_build_insert(pl_buf_t *b, MYSQL *m, const pl_arch_row_t *rows, size_t n,
                             size_t max_bytes);
 
 /* Replaces b's contents with "SELECT room, seq, msg_id FROM messages WHERE
  * (room, seq) IN (...)" for rows[0..n). */
-void pl_arch_build_keycheck(pl_arch_sqlbuf_t *b, MYSQL *m, const pl_arch_row_t *rows, size_t n);
+void pl_arch_build_keycheck(pl_buf_t *b, MYSQL *m, const pl_arch_row_t *rows, size_t n);
 
 /* What happened to one row of a batch. */
 enum pl_row_status {

@@ -233,20 +233,6 @@ static void test_row_parse_bad(void)
     expect_bad(g, 12, "room");
 }
 
-static void test_utf8(void)
-{
-    size_t chars;
-    CU_ASSERT(pl_arch_utf8_check("a\0b", 3, &chars));
-    CU_ASSERT_EQUAL(chars, 3);
-    CU_ASSERT(pl_arch_utf8_check("\xf0\x9f\x98\x80\xc3\xa9", 6, &chars));
-    CU_ASSERT_EQUAL(chars, 2);
-    CU_ASSERT(!pl_arch_utf8_check("\xc0\x80", 2, NULL));         /* overlong NUL */
-    CU_ASSERT(!pl_arch_utf8_check("\xe0\x80\x80", 3, NULL));     /* overlong */
-    CU_ASSERT(!pl_arch_utf8_check("\xf4\x90\x80\x80", 4, NULL)); /* > U+10FFFF */
-    CU_ASSERT(!pl_arch_utf8_check("\xf0\x9f\x98", 3, NULL));     /* truncated */
-    CU_ASSERT(!pl_arch_utf8_check("\xff", 1, NULL));
-}
-
 static void test_format_ts(void)
 {
     char buf[24];
@@ -276,7 +262,7 @@ static void test_build_insert_escapes(void)
     mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     pl_arch_row_t rows[2] = {mkrow("it's", 7, "m1"), mkrow("r2", 8, "m2")};
     rows[0].text = (pl_arch_bytes_t){"a\0b'c\"d\\e\n\xf0\x9f\x98\x80", 14};
-    pl_arch_sqlbuf_t b = {0};
+    pl_buf_t b = {0};
     size_t k = pl_arch_build_insert(&b, m, rows, 2, 1 << 20);
     CU_ASSERT_EQUAL(k, 2);
     static const char want[] =
@@ -284,14 +270,15 @@ static void test_build_insert_escapes(void)
         "('it\\'s',7,'m1','bob','a\\0b\\'c\\\"d\\\\e\\n\xf0\x9f\x98\x80','1970-01-01 "
         "00:00:01.000'),"
         "('r2',8,'m2','bob','hi','1970-01-01 00:00:01.000')";
-    CU_ASSERT_EQUAL(b.len, sizeof(want) - 1);
+    CU_ASSERT_EQUAL(b.n, sizeof(want) - 1);
     CU_ASSERT(memcmp(b.p, want, sizeof(want) - 1) == 0);
-    CU_ASSERT_PTR_NULL(memchr(b.p, '\0', b.len)); /* NUL went out escaped */
+    CU_ASSERT_PTR_NULL(memchr(b.p, '\0', b.n)); /* NUL went out escaped */
 
     pl_arch_build_keycheck(&b, m, rows, 2);
-    CU_ASSERT_STRING_EQUAL(b.p, "SELECT room, seq, msg_id FROM messages WHERE (room, seq) IN "
-                                "(('it\\'s',7),('r2',8))");
-    pl_arch_sqlbuf_free(&b);
+    CU_ASSERT_STRING_EQUAL(pl_buf_cstr(&b),
+                           "SELECT room, seq, msg_id FROM messages WHERE (room, seq) IN "
+                           "(('it\\'s',7),('r2',8))");
+    pl_buf_free(&b);
     mysql_close(m);
 }
 
@@ -303,12 +290,12 @@ static void test_build_insert_splits(void)
     pl_arch_row_t rows[N];
     for (int i = 0; i < N; i++)
         rows[i] = mkrow("room", (uint64_t)i, "id");
-    pl_arch_sqlbuf_t b = {0};
+    pl_buf_t b = {0};
     size_t total = 0, stmts = 0;
     while (total < N) {
         size_t k = pl_arch_build_insert(&b, m, rows + total, N - total, 1000);
         CU_ASSERT(k >= 1);
-        CU_ASSERT(b.len <= 1000);
+        CU_ASSERT(b.n <= 1000);
         total += k;
         stmts++;
     }
@@ -318,7 +305,7 @@ static void test_build_insert_splits(void)
     CU_ASSERT_EQUAL(pl_arch_build_insert(&b, m, rows, N, 10), 1);
     /* a generous limit takes the whole batch in one statement */
     CU_ASSERT_EQUAL(pl_arch_build_insert(&b, m, rows, N, 1 << 20), N);
-    pl_arch_sqlbuf_free(&b);
+    pl_buf_free(&b);
     mysql_close(m);
 }
 
@@ -466,9 +453,8 @@ static void test_metrics_render(void)
 }
 
 PL_UNIT_SUITE(archiver, PL_TEST(test_mysql_url_tcp), PL_TEST(test_mysql_url_socket),
-              PL_TEST(test_mysql_url_errors), PL_TEST(test_stream_ids),
-              PL_TEST(test_row_parse_ok), PL_TEST(test_row_parse_bad), PL_TEST(test_utf8),
-              PL_TEST(test_format_ts), PL_TEST(test_build_insert_escapes),
-              PL_TEST(test_build_insert_splits), PL_TEST(test_classify),
-              PL_TEST(test_archived_marks), PL_TEST(test_migration_names),
+              PL_TEST(test_mysql_url_errors), PL_TEST(test_stream_ids), PL_TEST(test_row_parse_ok),
+              PL_TEST(test_row_parse_bad), PL_TEST(test_format_ts),
+              PL_TEST(test_build_insert_escapes), PL_TEST(test_build_insert_splits),
+              PL_TEST(test_classify), PL_TEST(test_archived_marks), PL_TEST(test_migration_names),
               PL_TEST(test_migrate_scan), PL_TEST(test_options), PL_TEST(test_metrics_render))
