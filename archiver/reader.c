@@ -4,7 +4,7 @@
  */
 #include "reader.h"
 #include "log.h"
-#include "parse.h"
+#include "streamid.h"
 #include "util.h"
 
 #include <hiredis/hiredis.h>
@@ -12,45 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-
-/* ---- stream IDs (pure) ---------------------------------------------- */
-
-int pl_arch_stream_id_parse(const char *s, size_t n, pl_arch_stream_id_t *id)
-{
-    const char *dash = memchr(s, '-', n);
-    if (dash == NULL) {
-        id->seq = 0;
-        return pl_parse_u64(s, n, &id->ms);
-    }
-    if (pl_parse_u64(s, (size_t)(dash - s), &id->ms) < 0)
-        return -1;
-    return pl_parse_u64(dash + 1, n - (size_t)(dash - s) - 1, &id->seq);
-}
-
-int pl_arch_stream_id_cmp(pl_arch_stream_id_t a, pl_arch_stream_id_t b)
-{
-    if (a.ms != b.ms)
-        return a.ms < b.ms ? -1 : 1;
-    if (a.seq != b.seq)
-        return a.seq < b.seq ? -1 : 1;
-    return 0;
-}
-
-pl_arch_stream_id_t pl_arch_stream_id_next(pl_arch_stream_id_t id)
-{
-    if (id.seq == UINT64_MAX) {
-        id.ms++;
-        id.seq = 0;
-    } else {
-        id.seq++;
-    }
-    return id;
-}
-
-void pl_arch_stream_id_format(pl_arch_stream_id_t id, char *out, size_t len)
-{
-    snprintf(out, len, "%llu-%llu", (unsigned long long)id.ms, (unsigned long long)id.seq);
-}
 
 /* ---- batches --------------------------------------------------------- */
 
@@ -440,143 +401,7 @@ int pl_reader_ack(pl_reader_t *r, const pl_arch_bytes_t *ids, size_t n, const pl
     return 0;
 }
 
-/* ---- the archived marker (docs/protocol.md 3.4) ---------------------- */
-
-static int mark_cmp(const void *a, const void *b)
-{
-    const pl_arch_mark_t *x = a, *y = b;
-    size_t n = x->room.n < y->room.n ? x->room.n : y->room.n;
-    int c = memcmp(x->room.p, y->room.p, n);
-    if (c == 0 && x->room.n != y->room.n)
-        c = x->room.n < y->room.n ? -1 : 1;
-    if (c == 0)
-        c = x->lo < y->lo ? -1 : x->lo > y->lo;
-    return c;
-}
-
-static int same_room(const pl_arch_mark_t *x, const pl_arch_mark_t *y)
-{
-    return x->room.n == y->room.n && memcmp(x->room.p, y->room.p, x->room.n) == 0;
-}
-
-size_t pl_arch_marks(const pl_arch_row_t *rows, const uint8_t *status, size_t n,
-                     pl_arch_mark_t *out)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (status[i] == ROW_STORED || status[i] == ROW_CONFLICT)
-            out[k++] = (pl_arch_mark_t){rows[i].room, rows[i].seq, rows[i].seq};
-    if (k == 0)
-        return 0;
-    qsort(out, k, sizeof(*out), mark_cmp);
-    size_t m = 0;
-    for (size_t i = 1; i < k; i++) {
-        if (same_room(&out[m], &out[i]) && out[i].lo <= out[m].hi + 1) {
-            if (out[i].hi > out[m].hi)
-                out[m].hi = out[i].hi;
-        } else {
-            out[++m] = out[i];
-        }
-    }
-    return m + 1;
-}
-
-/* Raises the markers of several rooms in one call. KEYS: marker1, runs1,
- * marker2, runs2, ... ARGV per room: the number of ranges, then lo, hi for
- * each (sorted by lo). Only ever raises a marker, and only over seqs all
- * in MySQL. The marker's TTL (the gateway's send script gives it the
- * room's) is kept; PTTL and PEXPIRE rather than SET KEEPTTL so that Redis
- * 5 works too. */
-static const char mark_lua[] = "local ai = 1\n"
-                               "for ki = 1, #KEYS, 2 do\n"
-                               "  local k, rk = KEYS[ki], KEYS[ki + 1]\n"
-                               "  local cnt = tonumber(ARGV[ai])\n"
-                               "  ai = ai + 1\n"
-                               "  local cur = redis.call('GET', k)\n"
-                               "  local a = tonumber(cur or '')\n"
-                               "  if a == nil then a = tonumber(ARGV[ai]) - 1 end\n"
-                               "  local start = a\n"
-                               "  for i = ai, ai + 2 * cnt - 1, 2 do\n"
-                               "    local lo, hi = tonumber(ARGV[i]), tonumber(ARGV[i + 1])\n"
-                               "    if lo <= a + 1 then\n"
-                               "      if hi > a then a = hi end\n"
-                               "    else\n"
-                               "      redis.call('ZADD', rk, lo, ARGV[i] .. '-' .. ARGV[i + 1])\n"
-                               "      redis.call('PEXPIRE', rk, 604800000)\n"
-                               "    end\n"
-                               "  end\n"
-                               "  ai = ai + 2 * cnt\n"
-                               "  while true do\n"
-                               "    local r = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')\n"
-                               "    if #r == 0 or tonumber(r[2]) > a + 1 then break end\n"
-                               "    local hi = tonumber(string.match(r[1], '-(%d+)$'))\n"
-                               "    if hi and hi > a then a = hi end\n"
-                               "    redis.call('ZREM', rk, r[1])\n"
-                               "  end\n"
-                               "  if cur == nil or a > start then\n"
-                               "    local ttl = redis.call('PTTL', k)\n"
-                               "    redis.call('SET', k, string.format('%d', a))\n"
-                               "    if ttl > 0 then redis.call('PEXPIRE', k, ttl) end\n"
-                               "  end\n"
-                               "end\n"
-                               "return 1\n";
-
-/* Rooms per marker call: one call per room made the marker cost almost
- * half the archiver's throughput (1,000 rooms in a batch); a call per
- * batch could hold Redis for milliseconds. */
-#define MARK_ROOMS_PER_CALL 100
-
-/* Appends one EVAL for marks[0..n) (whole rooms); 0 or -1. */
-static int append_marks(pl_reader_t *r, const pl_arch_mark_t *marks, size_t n, size_t rooms)
-{
-    size_t argc = 3 + 2 * rooms + rooms + 2 * n;
-    const char **argv = pl_xmalloc(argc * sizeof(*argv));
-    size_t *lens = pl_xmalloc(argc * sizeof(*lens));
-    /* keys, then one count and two numbers per range */
-    size_t keylen = PL_ARCH_ROOM_MAX_CHARS * 4 + 64;
-    char *keys = pl_xmalloc(rooms * 2 * keylen);
-    char *nums = pl_xmalloc((rooms + 2 * n) * 24);
-    char nkeys[24];
-    snprintf(nkeys, sizeof(nkeys), "%zu", 2 * rooms);
-    size_t a = 0, kr = 0, nu = 0;
-    argv[a] = "EVAL", lens[a++] = 4;
-    argv[a] = mark_lua, lens[a++] = sizeof(mark_lua) - 1;
-    argv[a] = nkeys, lens[a++] = strlen(nkeys);
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && same_room(&marks[i], &marks[j]))
-            j++;
-        int room_n = (int)marks[i].room.n;
-        char *k1 = keys + (kr++) * keylen, *k2 = keys + (kr++) * keylen;
-        snprintf(k1, keylen, "parley:{%.*s}:archived", room_n, marks[i].room.p);
-        snprintf(k2, keylen, "parley:{%.*s}:archived:runs", room_n, marks[i].room.p);
-        argv[a] = k1, lens[a++] = strlen(k1);
-        argv[a] = k2, lens[a++] = strlen(k2);
-        i = j;
-    }
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && same_room(&marks[i], &marks[j]))
-            j++;
-        char *cnt = nums + (nu++) * 24;
-        snprintf(cnt, 24, "%zu", j - i);
-        argv[a] = cnt, lens[a++] = strlen(cnt);
-        for (size_t m = i; m < j; m++) {
-            char *lo = nums + (nu++) * 24, *hi = nums + (nu++) * 24;
-            snprintf(lo, 24, "%llu", (unsigned long long)marks[m].lo);
-            snprintf(hi, 24, "%llu", (unsigned long long)marks[m].hi);
-            argv[a] = lo, lens[a++] = strlen(lo);
-            argv[a] = hi, lens[a++] = strlen(hi);
-        }
-        i = j;
-    }
-    int rc = redisAppendCommandArgv(r->ctl, (int)a, argv, lens);
-    free(argv);
-    free(lens);
-    free(keys);
-    free(nums);
-    return rc == REDIS_OK ? 0 : -1;
-}
+/* ---- the archived marker (docs/protocol.md 3.4; the EVAL is marks.c's) */
 
 int pl_reader_mark_archived(pl_reader_t *r, const pl_arch_mark_t *marks, size_t n)
 {
@@ -588,19 +413,14 @@ int pl_reader_mark_archived(pl_reader_t *r, const pl_arch_mark_t *marks, size_t 
     }
     size_t pipelined = 0;
     for (size_t i = 0; i < n;) {
-        /* take up to MARK_ROOMS_PER_CALL whole rooms */
-        size_t j = i, rooms = 0;
-        while (j < n && rooms < MARK_ROOMS_PER_CALL) {
-            size_t k = j;
-            while (k < n && same_room(&marks[j], &marks[k]))
-                k++;
-            j = k;
-            rooms++;
-        }
-        if (append_marks(r, marks + i, j - i, rooms) < 0)
+        pl_arch_mark_cmd_t cmd;
+        size_t k = pl_arch_mark_cmd(&cmd, marks + i, n - i);
+        int rc = redisAppendCommandArgv(r->ctl, (int)cmd.argc, cmd.argv, cmd.lens);
+        pl_arch_mark_cmd_free(&cmd);
+        if (rc != REDIS_OK)
             return fail(r, r->ctl, NULL, "archived marker");
         pipelined++;
-        i = j;
+        i += k;
     }
     for (size_t i = 0; i < pipelined; i++) {
         redisReply *rep = NULL;

@@ -12,24 +12,12 @@
 #ifndef PL_ARCH_READER_H
 #define PL_ARCH_READER_H
 
+#include "marks.h"
 #include "redis_url.h"
 #include "writer.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* Stream entry IDs ("ms-seq"). */
-typedef struct pl_arch_stream_id {
-    uint64_t ms, seq;
-} pl_arch_stream_id_t;
-
-/* Parses "ms-seq" or "ms" (seq 0); returns 0 or -1. */
-int pl_arch_stream_id_parse(const char *s, size_t n, pl_arch_stream_id_t *id);
-int pl_arch_stream_id_cmp(pl_arch_stream_id_t a, pl_arch_stream_id_t b);
-/* The smallest ID greater than id. */
-pl_arch_stream_id_t pl_arch_stream_id_next(pl_arch_stream_id_t id);
-/* Formats as "ms-seq" into out (at least 42 bytes). */
-void pl_arch_stream_id_format(pl_arch_stream_id_t id, char *out, size_t len);
 
 /* One entry of a batch; id and fields alias the reply kept in the batch. */
 typedef struct pl_arch_entry {
@@ -97,28 +85,12 @@ typedef struct pl_arch_dead {
 int pl_reader_ack(pl_reader_t *r, const pl_arch_bytes_t *ids, size_t n, const pl_arch_dead_t *dead,
                   size_t ndead);
 
-/* A room's run of consecutive seqs [lo, hi] now in MySQL; room aliases the
- * batch's row. */
-typedef struct pl_arch_mark {
-    pl_arch_bytes_t room;
-    uint64_t lo, hi;
-} pl_arch_mark_t;
-
-/* Pure: the runs of rows[0..n) that are in MySQL after a commit (status
- * ROW_STORED, or ROW_CONFLICT: the key is taken, by another message),
- * sorted by room, then seq; consecutive seqs of a room merge into one run.
- * out must have room for n. Returns the number of runs. */
-size_t pl_arch_marks(const pl_arch_row_t *rows, const uint8_t *status, size_t n,
-                     pl_arch_mark_t *out);
-
-/* Raises each room's archived marker, "parley:{<room>}:archived", to the
- * highest seq below which every seq is in MySQL, with one script per room
- * (pipelined on the control connection). Runs that do not join the marker
- * yet (a batch committed by another writer before an older one) wait in
- * "parley:{<room>}:archived:runs" until the gap closes. A missing marker
- * is taken as lo - 1 of the room's lowest run (the gateway creates it when
- * it creates the seq key, so that only happens for rooms older than it).
- * Call after COMMIT and before the XACK. Returns 0 or -1. */
+/* Raises the rooms' archived markers over the runs marks[0..n) (from
+ * pl_arch_marks), one EVAL per PL_ARCH_MARK_ROOMS_PER_CALL rooms, pipelined
+ * on the control connection (see marks.h). A script error is logged and
+ * does not fail the call: the marker then stays behind, which only makes
+ * gateways keep more in Redis. Call after COMMIT and before the XACK.
+ * Returns 0 or -1. */
 int pl_reader_mark_archived(pl_reader_t *r, const pl_arch_mark_t *marks, size_t n);
 
 /* Computes the smallest ID any group on the stream may still need (the

@@ -8,6 +8,7 @@
 #include "../../archiver/migrate.h"
 #include "../../archiver/options.h"
 #include "../../archiver/reader.h"
+#include "../../archiver/streamid.h"
 #include "../../archiver/writer.h"
 #include "mysql_url.h"
 #include "unit.h"
