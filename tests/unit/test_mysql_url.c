@@ -2,8 +2,9 @@
  * mysql_url.c: the edges of the URL forms in mysql_url.h (ports, IPv6,
  * query parameters overriding the URL, percent escapes, what "absent"
  * means for each part), refusals leaving the struct zeroed, and the
- * password-free description. The everyday forms are also exercised in
- * test_archiver.c.
+ * password-free description; then the everyday forms (TCP, sockets, the
+ * refusals), which lived in test_archiver.c until each archiver file got
+ * its own test file.
  */
 #include "mysql_url.h"
 #include "unit.h"
@@ -184,5 +185,118 @@ static void test_describe(void)
     pl_mysql_url_free(&u);
 }
 
+/* ---- the everyday forms ---- */
+
+static void test_mysql_url_tcp(void)
+{
+    pl_mysql_url_t u;
+    char err[256] = "";
+    CU_ASSERT_EQUAL_FATAL(
+        pl_mysql_url_parse("mysql://arch:s3cret@db.example:3307/parley", &u, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(u.user, "arch");
+    CU_ASSERT_STRING_EQUAL(u.password, "s3cret");
+    CU_ASSERT_STRING_EQUAL(u.host, "db.example");
+    CU_ASSERT_EQUAL(u.port, 3307);
+    CU_ASSERT_PTR_NULL(u.socket);
+    CU_ASSERT_STRING_EQUAL(u.database, "parley");
+    char d[256];
+    pl_mysql_url_describe(&u, d, sizeof(d));
+    CU_ASSERT_STRING_EQUAL(d, "arch@db.example:3307/parley");
+    CU_ASSERT_PTR_NULL(strstr(d, "s3cret"));
+    pl_mysql_url_free(&u);
+
+    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("mysql://root@127.0.0.1/db", &u, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(u.port, PL_MYSQL_DEFAULT_PORT);
+    CU_ASSERT_PTR_NULL(u.password);
+    pl_mysql_url_free(&u);
+
+    /* percent-encoding and an '@' in the password */
+    CU_ASSERT_EQUAL_FATAL(
+        pl_mysql_url_parse("mysql://a%40b:p@ss%3Aw%2Fd@[::1]:3306/my%5Fdb", &u, err, sizeof(err)),
+        0);
+    CU_ASSERT_STRING_EQUAL(u.user, "a@b");
+    CU_ASSERT_STRING_EQUAL(u.password, "p@ss:w/d");
+    CU_ASSERT_STRING_EQUAL(u.host, "::1");
+    CU_ASSERT_STRING_EQUAL(u.database, "my_db");
+    pl_mysql_url_describe(&u, d, sizeof(d));
+    CU_ASSERT_STRING_EQUAL(d, "a@b@[::1]:3306/my_db");
+    pl_mysql_url_free(&u);
+
+    /* empty password is not "no password" */
+    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("mysql://u:@h/d", &u, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(u.password, "");
+    pl_mysql_url_free(&u);
+}
+
+static void test_mysql_url_socket(void)
+{
+    pl_mysql_url_t u;
+    char err[256] = "";
+    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("mysql://root@localhost/parley?socket=/run/my.sock",
+                                             &u, err, sizeof(err)),
+                          0);
+    CU_ASSERT_STRING_EQUAL(u.socket, "/run/my.sock");
+    CU_ASSERT_PTR_NULL(u.host);
+    CU_ASSERT_EQUAL(u.port, 0);
+    CU_ASSERT_STRING_EQUAL(u.database, "parley");
+    pl_mysql_url_free(&u);
+
+    CU_ASSERT_EQUAL_FATAL(
+        pl_mysql_url_parse("mysql://u:p@/db?socket=%2Ftmp%2Fx.sock", &u, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(u.socket, "/tmp/x.sock");
+    pl_mysql_url_free(&u);
+
+    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("/var/run/mysqld/mysqld.sock", &u, err, sizeof(err)),
+                          0);
+    CU_ASSERT_STRING_EQUAL(u.socket, "/var/run/mysqld/mysqld.sock");
+    CU_ASSERT_PTR_NULL(u.user);
+    CU_ASSERT_PTR_NULL(u.database);
+    pl_mysql_url_free(&u);
+
+    CU_ASSERT_EQUAL_FATAL(pl_mysql_url_parse("/tmp/m.sock?user=root&password=x&database=parley", &u,
+                                             err, sizeof(err)),
+                          0);
+    CU_ASSERT_STRING_EQUAL(u.socket, "/tmp/m.sock");
+    CU_ASSERT_STRING_EQUAL(u.user, "root");
+    CU_ASSERT_STRING_EQUAL(u.password, "x");
+    CU_ASSERT_STRING_EQUAL(u.database, "parley");
+    char d[256];
+    pl_mysql_url_describe(&u, d, sizeof(d));
+    CU_ASSERT_STRING_EQUAL(d, "root@unix:/tmp/m.sock/parley");
+    pl_mysql_url_free(&u);
+}
+
+static void test_mysql_url_errors(void)
+{
+    static const char *bad[] = {
+        "",
+        "postgres://u@h/d",
+        "mysql://u@h:notaport/d",
+        "mysql://u@h:0/d",
+        "mysql://u@h:70000/d",
+        "mysql://u@/d",             /* neither host nor socket */
+        "mysql://u@h/d?sock=/x",    /* unknown parameter */
+        "mysql://u@h/d?socket",     /* not key=value */
+        "mysql://u@h/d?socket=rel", /* socket not absolute */
+        "mysql://u%zz@h/d",         /* bad escape */
+        "mysql://u%00@h/d",         /* encoded NUL */
+        "mysql://u@h/a/b",          /* '/' in database */
+        "mysql://u@[::1/d",         /* unterminated [ */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        pl_mysql_url_t u;
+        char err[256] = "";
+        int rc = pl_mysql_url_parse(bad[i], &u, err, sizeof(err));
+        if (rc != -1)
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+        CU_ASSERT_EQUAL(rc, -1);
+        CU_ASSERT(err[0] != '\0');
+        CU_ASSERT_PTR_NULL(u.host);
+        CU_ASSERT_PTR_NULL(u.user);
+    }
+}
+
 PL_UNIT_SUITE(mysql_url, PL_TEST(test_ports), PL_TEST(test_ipv6), PL_TEST(test_absent_parts),
-              PL_TEST(test_query), PL_TEST(test_escapes), PL_TEST(test_describe))
+              PL_TEST(test_query), PL_TEST(test_escapes), PL_TEST(test_describe),
+              PL_TEST(test_mysql_url_tcp), PL_TEST(test_mysql_url_socket),
+              PL_TEST(test_mysql_url_errors))
