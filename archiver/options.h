@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 typedef struct pl_arch_config {
-    char *redis_url;       /* redis://[:password@]host:port/db or a unix socket path */
+    char *redis_url;       /* see common/redis_url.h */
     char *mysql_url;       /* see common/mysql_url.h; must name a database */
     char *stream;          /* stream the gateway XADDs to */
     char *group;           /* consumer group shared by all archivers */
