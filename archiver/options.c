@@ -5,6 +5,7 @@
 #include "options.h"
 #include "log.h"
 #include "checks.h"
+#include "keys.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@ const pl_opt_t pl_arch_options[] = {
     {"mysql_url", PL_OPT_STR, OFF(mysql_url), "mysql://parley@127.0.0.1:3306/parley", 0, 0,
      pl_check_mysql_url,
      "MariaDB/MySQL database (mysql://user:pw@host:port/db, or /socket?user=..&database=..)"},
-    {"stream", PL_OPT_STR, OFF(stream), "parley:archive", 0, 0, check_name,
+    {"stream", PL_OPT_STR, OFF(stream), PL_KEY_ARCHIVE, 0, 0, check_name,
      "stream to archive (dead letters go to STREAM:dead)"},
     {"group", PL_OPT_STR, OFF(group), "archiver", 0, 0, check_name,
      "consumer group shared by all archivers"},

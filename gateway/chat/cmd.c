@@ -273,12 +273,12 @@ void chat_req_error(req_t *q, const char *code, const char *msg)
  * are byte-identical. */
 char *chat_json_literal(const char *s, size_t n)
 {
-    pl_hbuf_t b = {0};
+    pl_buf_t b = {0};
     if (pl_history_json_string(&b, s, n) < 0) {
         free(b.p);
         return NULL;
     }
-    pl_hbuf_add(&b, "", 1);
+    pl_buf_add(&b, "", 1);
     return b.p;
 }
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ADD_LIT(b, s) pl_hbuf_add((b), (s), sizeof(s) - 1)
+#define ADD_LIT(b, s) pl_buf_add((b), (s), sizeof(s) - 1)
 
 /* recent is the Redis part (lent by its callback or kept in q->recent). */
 static void history_reply(req_t *q, const pl_history_page_t *older, const pl_history_page_t *recent,
@@ -28,8 +28,8 @@ static void history_reply(req_t *q, const pl_history_page_t *older, const pl_his
         cap += recent->v[i].len + 1;
     for (size_t i = 0; older && i < older->n; i++)
         cap += older->v[i].len + 1;
-    pl_hbuf_t b = {0};
-    pl_hbuf_reserve(&b, cap);
+    pl_buf_t b = {0};
+    pl_buf_reserve(&b, cap);
     if (q->has_id)
         b.n += (size_t)snprintf(b.p, b.cap, "{\"id\":%" PRId64 ",\"ok\":true,\"room\":", q->id);
     else

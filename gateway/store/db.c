@@ -53,12 +53,12 @@ enum req_kind {
 
 enum req_state {
     REQ_QUEUED,  /* on db->queue waiting for an idle connection; deadline armed */
-    REQ_RUNNING, /* conn->req of a connection in CONN_QUERY or CONN_STORE; deadline armed */
+    REQ_RUNNING, /* conn->req of a connection in LINK_QUERY or LINK_STORE; deadline armed */
     REQ_FAILED,  /* on db->failed, its error delivered by on_kick; deadline off */
     REQ_CALLING, /* on no list; its callback is running, freed after it returns */
 };
 
-struct conn;
+struct link;
 
 struct pl_db_req {
     TAILQ_ENTRY(pl_db_req) link; /* db->queue (QUEUED) or db->failed (FAILED) */
@@ -66,7 +66,7 @@ struct pl_db_req {
     enum req_kind kind;
     enum req_state state;
     int status;         /* the error to deliver while FAILED */
-    struct conn *conn;  /* while RUNNING */
+    struct link *conn;  /* while RUNNING */
     struct event timer; /* deadline: submission + PL_DB_REQUEST_TIMEOUT_MS */
     union {
         pl_db_max_seq_cb max_seq;
@@ -82,20 +82,21 @@ struct pl_db_req {
 
 TAILQ_HEAD(req_list, pl_db_req);
 
-enum conn_state {
-    CONN_DOWN,       /* no session (mysql NULL); no event pending; dispatch() may connect it */
-    CONN_CONNECTING, /* mysql_real_connect in progress; io/timer as the library asks */
-    CONN_IDLE,       /* connected, no request; io watches EV_READ: readable = server hung up */
-    CONN_QUERY,      /* mysql_real_query of sql for req (NULL once cancelled or timed out) */
-    CONN_STORE,      /* mysql_store_result of that query */
+/* A link is one MySQL connection of the pool (not a client pl_conn_t). */
+enum link_state {
+    LINK_DOWN,       /* no session (mysql NULL); no event pending; dispatch() may connect it */
+    LINK_CONNECTING, /* mysql_real_connect in progress; io/timer as the library asks */
+    LINK_IDLE,       /* connected, no request; io watches EV_READ: readable = server hung up */
+    LINK_QUERY,      /* mysql_real_query of sql for req (NULL once cancelled or timed out) */
+    LINK_STORE,      /* mysql_store_result of that query */
 };
 
-static const char *const conn_state_names[] = {"down", "connecting", "idle", "query", "store"};
+static const char *const link_state_names[] = {"down", "connecting", "idle", "query", "store"};
 
-struct conn {
+struct link {
     pl_db_t *db;
     int id; /* index in db->conns, for logs */
-    enum conn_state state;
+    enum link_state state;
     MYSQL *mysql;       /* NULL while DOWN */
     int suspended;      /* a FOO_start() returned events and its FOO_cont() is due */
     struct event io;    /* the socket; re-assigned per wait since the fd changes per connect */
@@ -110,7 +111,7 @@ struct pl_db {
     struct event_base *base;
     pl_mysql_url_t url;
     char where[256]; /* the URL without its password, for logs */
-    struct conn *conns;
+    struct link *conns;
     int nconns;
     struct req_list queue; /* QUEUED requests, oldest first */
     unsigned nqueued;
@@ -234,26 +235,26 @@ static void fail_queue(pl_db_t *db, int status)
 
 /* ---- connections ------------------------------------------------------------------------- */
 
-static void conn_set_state(struct conn *c, enum conn_state s)
+static void link_set_state(struct link *c, enum link_state s)
 {
-    pl_log_debug("mysql connection state\tconn=%d from=%s to=%s", c->id, conn_state_names[c->state],
-                 conn_state_names[s]);
+    pl_log_debug("mysql connection state\tconn=%d from=%s to=%s", c->id, link_state_names[c->state],
+                 link_state_names[s]);
     c->state = s;
-    if (s == CONN_QUERY) {
+    if (s == LINK_QUERY) {
         unsigned busy = 0;
         for (int i = 0; i < c->db->nconns; i++)
-            busy += c->db->conns[i].state == CONN_QUERY || c->db->conns[i].state == CONN_STORE;
+            busy += c->db->conns[i].state == LINK_QUERY || c->db->conns[i].state == LINK_STORE;
         if (busy > c->db->st.busy_max)
             c->db->st.busy_max = busy;
     }
 }
 
-static int alive(const struct conn *c)
+static int alive(const struct link *c)
 {
-    return c->state == CONN_IDLE || c->state == CONN_QUERY || c->state == CONN_STORE;
+    return c->state == LINK_IDLE || c->state == LINK_QUERY || c->state == LINK_STORE;
 }
 
-static int count_state(const pl_db_t *db, enum conn_state s)
+static int count_state(const pl_db_t *db, enum link_state s)
 {
     int n = 0;
     for (int i = 0; i < db->nconns; i++)
@@ -270,7 +271,7 @@ static int any_alive(const pl_db_t *db)
 }
 
 /* Waits for what a FOO_start()/FOO_cont() returned. */
-static void conn_wait(struct conn *c, int status)
+static void conn_wait(struct link *c, int status)
 {
     pl_db_t *db = c->db;
     short what = 0;
@@ -290,7 +291,7 @@ static void conn_wait(struct conn *c, int status)
     }
 }
 
-static void conn_unwatch(struct conn *c)
+static void conn_unwatch(struct link *c)
 {
     event_del(&c->io);
     event_del(&c->timer);
@@ -299,20 +300,20 @@ static void conn_unwatch(struct conn *c)
 /* Unwinds a suspended operation by telling the library its timeout passed:
  * the pending I/O fails, the library ends the session and the call returns.
  * Only then is mysql_close() safe and free of I/O. */
-static void conn_abort(struct conn *c)
+static void conn_abort(struct link *c)
 {
     for (int i = 0; c->suspended && i < ABORT_TRIES; i++) {
         MYSQL *m = c->mysql, *ret;
         MYSQL_RES *res = NULL;
         int err, st = 0;
         switch (c->state) {
-        case CONN_CONNECTING:
+        case LINK_CONNECTING:
             st = mysql_real_connect_cont(&ret, m, MYSQL_WAIT_TIMEOUT);
             break;
-        case CONN_QUERY:
+        case LINK_QUERY:
             st = mysql_real_query_cont(&err, m, MYSQL_WAIT_TIMEOUT);
             break;
-        case CONN_STORE:
+        case LINK_STORE:
             st = mysql_store_result_cont(&res, m, MYSQL_WAIT_TIMEOUT);
             if (st == 0 && res != NULL)
                 mysql_free_result(res);
@@ -329,7 +330,7 @@ static void conn_abort(struct conn *c)
 
 /* Ends the session (any operation in progress is abandoned) and leaves the
  * connection DOWN. The caller has detached c->req. */
-static void conn_drop(struct conn *c)
+static void conn_drop(struct link *c)
 {
     assert(c->req == NULL);
     conn_unwatch(c);
@@ -341,12 +342,12 @@ static void conn_drop(struct conn *c)
         mysql_close(c->mysql);
         c->mysql = NULL;
     }
-    conn_set_state(c, CONN_DOWN);
+    link_set_state(c, LINK_DOWN);
 }
 
-static void conn_idle(struct conn *c)
+static void conn_idle(struct link *c)
 {
-    conn_set_state(c, CONN_IDLE);
+    link_set_state(c, LINK_IDLE);
     /* The server never speaks first: readable while idle means it closed the
      * session (restart, wait_timeout, kill), so drop it before a request
      * finds out the slow way. */
@@ -354,7 +355,7 @@ static void conn_idle(struct conn *c)
     event_add(&c->io, NULL);
 }
 
-static void connect_failed(struct conn *c)
+static void connect_failed(struct link *c)
 {
     pl_db_t *db = c->db;
     char err[256];
@@ -375,7 +376,7 @@ static void connect_failed(struct conn *c)
                      c->id, err, db->backoff_ms);
 }
 
-static void connected(struct conn *c)
+static void connected(struct link *c)
 {
     pl_db_t *db = c->db;
     c->suspended = 0;
@@ -435,7 +436,7 @@ static void deliver_history(pl_db_req_t *req, MYSQL_RES *res)
 
 /* The statement finished: hand its result to the request, if one still
  * wants it, with the connection already idle (the callback may submit). */
-static void query_done(struct conn *c, MYSQL_RES *res)
+static void query_done(struct link *c, MYSQL_RES *res)
 {
     pl_db_req_t *req = c->req;
     uint64_t value = res ? mysql_num_rows(res) : mysql_affected_rows(c->mysql);
@@ -466,7 +467,7 @@ static void query_done(struct conn *c, MYSQL_RES *res)
         mysql_free_result(res);
 }
 
-static void query_failed(struct conn *c)
+static void query_failed(struct link *c)
 {
     pl_db_req_t *req = c->req;
     unsigned e = mysql_errno(c->mysql);
@@ -487,7 +488,7 @@ static void query_failed(struct conn *c)
 
 /* Runs the connection's current operation: starts it (ready 0) or continues
  * it with the events that happened, until it must wait or is done. */
-static void conn_drive(struct conn *c, int ready)
+static void conn_drive(struct link *c, int ready)
 {
     pl_db_t *db = c->db;
     const pl_mysql_url_t *u = &db->url;
@@ -495,7 +496,7 @@ static void conn_drive(struct conn *c, int ready)
     conn_unwatch(c);
     for (;;) {
         switch (c->state) {
-        case CONN_CONNECTING: {
+        case LINK_CONNECTING: {
             MYSQL *ret = NULL;
             st = ready ? mysql_real_connect_cont(&ret, c->mysql, ready)
                        : mysql_real_connect_start(&ret, c->mysql, u->host, u->user, u->password,
@@ -509,7 +510,7 @@ static void conn_drive(struct conn *c, int ready)
                 connected(c);
             return;
         }
-        case CONN_QUERY: {
+        case LINK_QUERY: {
             int err = 0;
             st = ready ? mysql_real_query_cont(&err, c->mysql, ready)
                        : mysql_real_query_start(&err, c->mysql, c->sql.p, c->sql.n);
@@ -520,11 +521,11 @@ static void conn_drive(struct conn *c, int ready)
                 query_failed(c);
                 return;
             }
-            conn_set_state(c, CONN_STORE);
+            link_set_state(c, LINK_STORE);
             ready = 0;
             continue;
         }
-        case CONN_STORE: {
+        case LINK_STORE: {
             MYSQL_RES *res = NULL;
             st = ready ? mysql_store_result_cont(&res, c->mysql, ready)
                        : mysql_store_result_start(&res, c->mysql);
@@ -537,8 +538,8 @@ static void conn_drive(struct conn *c, int ready)
                 query_done(c, res);
             return;
         }
-        case CONN_DOWN:
-        case CONN_IDLE:
+        case LINK_DOWN:
+        case LINK_IDLE:
             assert(!"nothing to drive");
             return;
         }
@@ -547,13 +548,13 @@ wait:
     conn_wait(c, st);
 }
 
-static void conn_connect(struct conn *c)
+static void conn_connect(struct link *c)
 {
     pl_db_t *db = c->db;
     unsigned int tmo = PL_DB_IO_TIMEOUT_S;
     unsigned int proto = db->url.socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
     my_bool off = 0;
-    assert(c->state == CONN_DOWN && c->mysql == NULL);
+    assert(c->state == LINK_DOWN && c->mysql == NULL);
     c->mysql = mysql_init(NULL);
     if (c->mysql == NULL) {
         pl_log_error("mysql_init() failed: out of memory");
@@ -566,7 +567,7 @@ static void conn_connect(struct conn *c)
     mysql_options(c->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(c->mysql, MYSQL_OPT_PROTOCOL, &proto);
     mysql_options(c->mysql, MYSQL_OPT_LOCAL_INFILE, &off);
-    conn_set_state(c, CONN_CONNECTING);
+    link_set_state(c, LINK_CONNECTING);
     conn_drive(c, 0);
 }
 
@@ -584,7 +585,7 @@ static size_t put_room(char *out, const pl_db_req_t *req)
     return n;
 }
 
-static void build_sql(struct conn *c, const pl_db_req_t *req)
+static void build_sql(struct link *c, const pl_db_req_t *req)
 {
     pl_buf_t *b = &c->sql;
     size_t n = 0;
@@ -616,18 +617,18 @@ static void build_sql(struct conn *c, const pl_db_req_t *req)
     b->n = n;
 }
 
-static void conn_run(struct conn *c, pl_db_req_t *req)
+static void conn_run(struct link *c, pl_db_req_t *req)
 {
-    assert(c->state == CONN_IDLE && c->req == NULL);
+    assert(c->state == LINK_IDLE && c->req == NULL);
     build_sql(c, req);
     req->state = REQ_RUNNING;
     req->conn = c;
     c->req = req;
-    conn_set_state(c, CONN_QUERY);
+    link_set_state(c, LINK_QUERY);
     conn_drive(c, 0);
 }
 
-static struct conn *find_state(pl_db_t *db, enum conn_state s)
+static struct link *find_state(pl_db_t *db, enum link_state s)
 {
     for (int i = 0; i < db->nconns; i++)
         if (db->conns[i].state == s)
@@ -639,9 +640,9 @@ static struct conn *find_state(pl_db_t *db, enum conn_state s)
  * queue needs. Called from the loop only (never from a submitting call). */
 static void dispatch(pl_db_t *db)
 {
-    struct conn *c;
+    struct link *c;
     for (;;) {
-        while (db->nqueued > 0 && (c = find_state(db, CONN_IDLE)) != NULL) {
+        while (db->nqueued > 0 && (c = find_state(db, LINK_IDLE)) != NULL) {
             pl_db_req_t *req = TAILQ_FIRST(&db->queue);
             TAILQ_REMOVE(&db->queue, req, link);
             db->nqueued--;
@@ -651,21 +652,21 @@ static void dispatch(pl_db_t *db)
             return;
         /* One new connection per waiting request not already covered by one
          * being opened, unless a connect failed recently. */
-        int want = (int)db->nqueued - count_state(db, CONN_CONNECTING);
+        int want = (int)db->nqueued - count_state(db, LINK_CONNECTING);
         for (int i = 0; i < db->nconns && want > 0 && pl_mono_ms() >= db->retry_at; i++) {
-            if (db->conns[i].state == CONN_DOWN) {
+            if (db->conns[i].state == LINK_DOWN) {
                 want--;
                 conn_connect(&db->conns[i]);
             }
         }
         /* A connect that finished at once left an idle connection: serve it. */
-        if (db->nqueued == 0 || find_state(db, CONN_IDLE) == NULL)
+        if (db->nqueued == 0 || find_state(db, LINK_IDLE) == NULL)
             break;
     }
     /* Nothing alive, nothing connecting and (after a failed connect) no
      * attempt before retry_at: nobody will serve the queue before its
      * requests time out, so tell them now. */
-    if (db->nqueued > 0 && !any_alive(db) && count_state(db, CONN_CONNECTING) == 0)
+    if (db->nqueued > 0 && !any_alive(db) && count_state(db, LINK_CONNECTING) == 0)
         fail_queue(db, PL_DB_EDOWN);
 }
 
@@ -673,9 +674,9 @@ static void dispatch(pl_db_t *db)
 
 static void on_io(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
+    struct link *c = arg;
     pl_db_t *db = c->db;
-    if (c->state == CONN_IDLE) {
+    if (c->state == LINK_IDLE) {
         pl_log_info("mysql closed an idle connection\tdb=%s conn=%d", db->where, c->id);
         conn_drop(c);
     } else {
@@ -691,7 +692,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 
 static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
+    struct link *c = arg;
     conn_drive(c, MYSQL_WAIT_TIMEOUT);
     dispatch(c->db);
 }
@@ -705,9 +706,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         db->nqueued--;
     } else {
         assert(req->state == REQ_RUNNING);
-        struct conn *c = req->conn;
+        struct link *c = req->conn;
         pl_log_warn("mysql request timed out; dropping its connection\tdb=%s conn=%d state=%s",
-                    db->where, c->id, conn_state_names[c->state]);
+                    db->where, c->id, link_state_names[c->state]);
         c->req = NULL;
         conn_drop(c);
     }
@@ -742,10 +743,10 @@ pl_db_t *pl_db_new(struct event_base *base, const char *mysql_url, int pool_size
     db->nconns = pool_size > 0 ? pool_size : 1;
     db->conns = pl_xcalloc((size_t)db->nconns, sizeof(*db->conns));
     for (int i = 0; i < db->nconns; i++) {
-        struct conn *c = &db->conns[i];
+        struct link *c = &db->conns[i];
         c->db = db;
         c->id = i;
-        c->state = CONN_DOWN;
+        c->state = LINK_DOWN;
         event_assign(&c->io, base, -1, 0, on_io, c);
         evtimer_assign(&c->timer, base, on_conn_timer, c);
     }
@@ -766,7 +767,7 @@ void pl_db_free(pl_db_t *db)
     /* Detach everything and close the sessions before any callback runs, so
      * callbacks find a pool with nothing left to run. */
     for (int i = 0; i < db->nconns; i++) {
-        struct conn *c = &db->conns[i];
+        struct link *c = &db->conns[i];
         if ((req = c->req) != NULL) {
             c->req = NULL;
             fail_later(req, PL_DB_ECLOSED);
@@ -817,7 +818,7 @@ static pl_db_req_t *enqueue(pl_db_req_t *req)
     }
     /* In backoff with nothing alive or trying: fail fast instead of queueing
      * for a connect we will not attempt yet. */
-    if (pl_mono_ms() < db->retry_at && !any_alive(db) && count_state(db, CONN_CONNECTING) == 0) {
+    if (pl_mono_ms() < db->retry_at && !any_alive(db) && count_state(db, LINK_CONNECTING) == 0) {
         fail_later(req, PL_DB_EDOWN);
         return req;
     }
@@ -884,7 +885,7 @@ void pl_db_get_stats(const pl_db_t *db, pl_db_stats_t *out)
     out->connected = out->busy = 0;
     for (int i = 0; i < db->nconns; i++) {
         out->connected += alive(&db->conns[i]);
-        out->busy += db->conns[i].state == CONN_QUERY || db->conns[i].state == CONN_STORE;
+        out->busy += db->conns[i].state == LINK_QUERY || db->conns[i].state == LINK_STORE;
     }
     out->queued = db->nqueued;
 }

@@ -233,7 +233,7 @@ int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit
                       void *arg)
 {
     char key[PL_KEY_MAX], max[32], lim[16];
-    pl_key_room(key, room, "recent");
+    pl_key_recent(key, room);
     if (before > 0)
         snprintf(max, sizeof(max), "(%" PRId64, before);
     else
@@ -258,7 +258,7 @@ int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upt
                      void *arg)
 {
     char key[PL_KEY_MAX], min[32], max[32];
-    pl_key_room(key, room, "recent");
+    pl_key_recent(key, room);
     snprintf(min, sizeof(min), "(%" PRId64, after);
     if (upto >= 0)
         snprintf(max, sizeof(max), "%" PRId64, upto);

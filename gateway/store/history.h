@@ -55,12 +55,7 @@ typedef struct pl_history_page {
     char *buf; /* one allocation holding the bytes v points at, or NULL */
 } pl_history_page_t;
 
-/* Replies and MySQL pages are built in common/buf.h's byte buffer. The
- * pl_hbuf names are that same type and calls under their old spelling,
- * kept only while gateway/chat still uses it; new code says pl_buf_*. */
-typedef pl_buf_t pl_hbuf_t;
-#define pl_hbuf_reserve pl_buf_reserve
-#define pl_hbuf_add pl_buf_add
+/* Replies and MySQL pages are built in common/buf.h's byte buffer. */
 
 /* Appends s (n bytes, may hold NUL) as a JSON string literal, quotes
  * included: byte for byte what jansson's json_dumps(json_stringn(s, n),

@@ -1,5 +1,5 @@
 /*
- * dbcheck: drives gateway/db.c against a live MariaDB so
+ * dbcheck: drives gateway/store/db.c against a live MariaDB so
  * tests/integration/test_db_pool.py can check it from the outside.
  *
  *   dbcheck [--pool N] URL COMMAND [ARGS]
