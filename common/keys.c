@@ -39,6 +39,11 @@ void pl_key_presence(char *buf, const char *room)
     pl_key_room(buf, room, "presence");
 }
 
+void pl_key_presence_users(char *buf, const char *room)
+{
+    pl_key_room(buf, room, "presence:users");
+}
+
 void pl_key_cid(char *buf, const char *room, const char *user, const char *cid)
 {
     snprintf(buf, PL_KEY_MAX, "parley:{%s}:cid:%s:%s", room, user, cid);

@@ -18,6 +18,8 @@
  *                                     string  send script (noseq mark)     10 s, deleted on
  *                                                                          the floor re-run
  *   parley:{<room>}:presence          zset    presence script              120 s (each call)
+ *   parley:{<room>}:presence:users    hash    presence script (user ->     120 s (each call)
+ *                                             its members in the zset)
  *   parley:archive                    stream  send script (XADD),          none: the archiver
  *                                             archiver (group, XACK)       XTRIMs what it acked
  *   channels (PUBLISH / SUBSCRIBE, no TTL):
@@ -50,6 +52,8 @@ void pl_key_seq(char *buf, const char *room);      /* "parley:{<room>}:seq" */
 void pl_key_recent(char *buf, const char *room);   /* "parley:{<room>}:recent" */
 void pl_key_archived(char *buf, const char *room); /* "parley:{<room>}:archived" */
 void pl_key_presence(char *buf, const char *room); /* "parley:{<room>}:presence" */
+/* "parley:{<room>}:presence:users": user -> its members in the presence zset. */
+void pl_key_presence_users(char *buf, const char *room);
 /* "parley:{<room>}:cid:<user>:<cid>". */
 void pl_key_cid(char *buf, const char *room, const char *user, const char *cid);
 /* "parley:{<room>}:noseq:<origin>.<worker>": a worker's "waiting for a seq

@@ -87,5 +87,7 @@ const pl_opt_t pl_gw_options[] = {
      "more get HTTP 503"},
     {"trusted_proxies", PL_OPT_STR, OFF(trusted_proxies), "", 0, 0, check_cidrs,
      "CIDRs of proxies whose X-Forwarded-For / X-Real-IP name the client (empty = none)"},
+    {"presence_events_max", PL_OPT_INT, OFF(presence_events_max), "200", 0, 1000000, NULL,
+     "rooms with more users than this get no presence join/leave events"},
     PL_OPT_END,
 };

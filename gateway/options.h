@@ -42,6 +42,7 @@ typedef struct pl_gw_config {
     int64_t max_connections;        /* per worker; 0 = from RLIMIT_NOFILE (pl_worker_max_conns) */
     int64_t max_connections_per_ip; /* per node, all workers; 0 = off */
     char *trusted_proxies;          /* CIDR list (addr.h); "" = trust no proxy headers */
+    int64_t presence_events_max;    /* users above which a room gets no join/leave events */
 } pl_gw_config_t;
 
 extern const pl_opt_t pl_gw_options[];

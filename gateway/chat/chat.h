@@ -213,6 +213,8 @@ void chat_cmd_history(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 
 void chat_cmd_presence(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 void chat_cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+/* At worker start: registers the presence_events_max limit label. */
+void chat_presence_start(void);
 /* Runs the presence script's join or leave for user's member of this worker. */
 void chat_presence_change(proto_t *p, const char *op, const char *room, const char *user,
                           uint64_t conn);

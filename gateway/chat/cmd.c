@@ -378,6 +378,7 @@ static int on_worker_start(pl_worker_t *w)
             pl_metrics_register(metrics, "parley_chat_redis_errors_total", "counter",
                                 "Error replies from Redis to chat commands.");
     }
+    chat_presence_start();
     snprintf(p->origin, sizeof(p->origin), "%.120s.%d", w->node_id, (int)getpid());
     if (pl_auth_load_secret(w->cfg, &p->secret, &p->secret_len) < 0) {
         /* A named secret file that cannot be read is a configuration that

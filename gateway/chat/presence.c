@@ -1,6 +1,9 @@
 /*
  * Chat presence and typing (docs/protocol.md 1.5, 3.5): the presence
  * script calls for join/leave/heartbeat/list and the typing broadcast.
+ * The script keeps every call O(log n) per member in Redis and silences
+ * rooms above presence_events_max users; the list is capped at
+ * PRESENCE_LIST_MAX users plus the room's total count.
  */
 #include "auth.h"
 #include "envelope.h"
@@ -9,6 +12,7 @@
 #include "history.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -18,6 +22,22 @@
 #include <string.h>
 
 #define PL_MEMBER_MAX (PL_USER_MAX + 160 + 16) /* "user|origin|worker" */
+#define PRESENCE_LIST_MAX 1000                 /* users in one presence reply */
+
+/* parley_limit_rejections_total{limit="presence_events_max"}: join/leave
+ * events the script left out because the room is above the limit. */
+static int limit_events = -1;
+
+void chat_presence_start(void)
+{
+    limit_events = pl_metrics_limit_register("presence_events_max");
+}
+
+static void count_quiet(proto_t *p, long long n)
+{
+    for (long long i = 0; i < n && p->w->metrics; i++)
+        pl_metrics_limit(p->w->metrics, limit_events);
+}
 
 /* ===================================================================== */
 /* presence                                                               */
@@ -31,6 +51,16 @@ static void on_ignore(void *arg, redisReply *r)
     }
 }
 
+/* Reply of join/leave/refresh: the number of events left out. */
+static void on_presence_done(void *arg, redisReply *r)
+{
+    proto_t *p = arg;
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        count_quiet(p, r->integer);
+    else
+        on_ignore(NULL, r);
+}
+
 static void presence_member(proto_t *p, const char *user, char *out, size_t n)
 {
     snprintf(out, n, "%s|%s|%d", user, p->origin, p->w->index);
@@ -40,13 +70,16 @@ static void presence_member(proto_t *p, const char *user, char *out, size_t n)
 static int presence_call(proto_t *p, const char *op, const char *room, uint64_t conn, int nextra,
                          const char **extra, pl_bus_reply_fn fn, void *arg)
 {
-    char key[PL_KEY_MAX], ch[PL_KEY_MAX], window[16], worker[16], cid[24], ttl[16];
+    char key[PL_KEY_MAX], ukey[PL_KEY_MAX], ch[PL_KEY_MAX], window[16], worker[16], cid[24],
+        ttl[16], emax[24];
     pl_key_presence(key, room);
+    pl_key_presence_users(ukey, room);
     pl_key_room_channel(ch, room);
     snprintf(window, sizeof(window), "%d", PRESENCE_WINDOW_MS);
     snprintf(worker, sizeof(worker), "%d", p->w->index);
     snprintf(cid, sizeof(cid), "%" PRIu64, conn);
     snprintf(ttl, sizeof(ttl), "%d", PRESENCE_KEY_TTL_MS);
+    snprintf(emax, sizeof(emax), "%" PRId64, p->w->cfg->presence_events_max);
     char *rj = chat_json_literal(room, strlen(room));
     const char *args[PRES_NARGS + 64];
     args[PRES_OP] = op;
@@ -58,10 +91,11 @@ static int presence_call(proto_t *p, const char *op, const char *room, uint64_t 
     args[PRES_WORKER] = worker;
     args[PRES_CONN] = cid;
     args[PRES_KEY_TTL] = ttl;
+    args[PRES_EV_MAX] = emax;
     for (int i = 0; i < nextra && i < 64; i++)
         args[PRES_NARGS + i] = extra[i];
-    const char *keys[] = {key};
-    int rc = pl_script_call(p->bus, PL_SCRIPT_PRESENCE, 1, keys,
+    const char *keys[] = {key, ukey};
+    int rc = pl_script_call(p->bus, PL_SCRIPT_PRESENCE, 2, keys,
                             PRES_NARGS + (nextra < 64 ? nextra : 64), args, NULL, fn, arg);
     free(rj);
     return rc;
@@ -73,7 +107,7 @@ void chat_presence_change(proto_t *p, const char *op, const char *room, const ch
     char member[PL_MEMBER_MAX];
     presence_member(p, user, member, sizeof(member));
     const char *extra[] = {user, member};
-    presence_call(p, op, room, conn, 2, extra, on_ignore, NULL);
+    presence_call(p, op, room, conn, 2, extra, on_presence_done, p);
 }
 
 /* Heartbeat: refresh every local member of every room (and let the
@@ -97,7 +131,7 @@ void chat_on_beat(evutil_socket_t fd, short what, void *arg)
                 presence_member(p, r->users[u + k].user, members[k], sizeof(members[k]));
                 extra[k] = members[k];
             }
-            presence_call(p, "refresh", r->name, 0, (int)n, extra, on_ignore, NULL);
+            presence_call(p, "refresh", r->name, 0, (int)n, extra, on_presence_done, p);
             free(members);
         }
     }
@@ -108,34 +142,32 @@ static int may_read(session_t *s, const char *room)
     return pl_room_member(s->rooms, room) != NULL || pl_auth_room_allowed(&s->auth, room);
 }
 
+/* Reply {count, users, left out}: users are distinct (the script dedupes)
+ * and at most PRESENCE_LIST_MAX, so this is linear in the reply. */
 static void on_presence_list(void *arg, redisReply *r)
 {
     req_t *q = arg;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_ARRAY) {
         if (r && r->type == REDIS_REPLY_ERROR)
             pl_log_error("presence script failed\troom=%s error=\"%s\"", q->room, r->str);
         chat_req_error(q, "unavailable", "redis unavailable");
         chat_req_free(q);
         return;
     }
+    if (r->elements > 2 && r->element[2]->type == REDIS_REPLY_INTEGER)
+        count_quiet(q->s->p, r->element[2]->integer);
+    redisReply *list = r->element[1];
     json_t *users = json_array();
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *m = r->element[i];
-        if (m->type != REDIS_REPLY_STRING)
-            continue;
-        const char *bar = memchr(m->str, '|', m->len);
-        size_t ul = bar ? (size_t)(bar - m->str) : m->len;
-        int dup = 0;
-        size_t k;
-        json_t *u;
-        json_array_foreach(users, k, u) if (json_string_length(u) == ul &&
-                                            memcmp(json_string_value(u), m->str, ul) == 0) dup = 1;
-        if (!dup)
-            json_array_append_new(users, json_stringn(m->str, ul));
+    for (size_t i = 0; i < list->elements && i < PRESENCE_LIST_MAX; i++) {
+        redisReply *u = list->element[i];
+        if (u->type == REDIS_REPLY_STRING)
+            json_array_append_new(users, json_stringn(u->str, u->len));
     }
     json_t *o = chat_ok_obj(q->has_id, q->id);
     json_object_set_new(o, "room", json_string(q->room));
     json_object_set_new(o, "users", users);
+    json_object_set_new(o, "count", json_integer(r->element[0]->integer));
     chat_send_json(q->s, o);
     chat_req_free(q);
 }
@@ -147,7 +179,10 @@ void chat_cmd_presence(proto_t *p, session_t *s, const pl_cmd_t *cmd)
         return;
     }
     req_t *q = chat_req_new(s, cmd);
-    if (presence_call(p, "list", cmd->room, 0, 0, NULL, on_presence_list, q) < 0) {
+    char max[16];
+    snprintf(max, sizeof(max), "%d", PRESENCE_LIST_MAX);
+    const char *extra[] = {max};
+    if (presence_call(p, "list", cmd->room, 0, 1, extra, on_presence_list, q) < 0) {
         chat_req_error(q, "unavailable", "redis unavailable");
         chat_req_free(q);
     }

@@ -12,8 +12,10 @@
  * that a fetch can still skip the sender.
  *
  * presence: heartbeat members "user|node|worker" in a zset scored by
- * expiry; expired members are pruned on every call and announced as
- * leave when they were their user's last.
+ * expiry, and a hash user -> its member count beside it; expired members
+ * are pruned (a bounded number per call) and announced as leave when they
+ * were their user's last. Rooms above presence_events_max users are
+ * silent: no join/leave events.
  */
 #include "script.h"
 #include "log.h"
@@ -77,55 +79,90 @@ static const char send_lua[] =
     "if ARGV[13] == '1' then redis.call('SET', cidk, res, 'PX', 300000) end\n"
     "return {'ok', res}\n";
 
+/* KEYS[1] is the zset (member "user|node|worker", score = expiry), KEYS[2]
+ * the hash user -> how many of its members the zset holds. The hash makes
+ * "first / last member of a user" an O(1) HINCRBY instead of a scan of the
+ * live members, so join, leave and pruning cost O(log n) per member. */
 static const char presence_lua[] =
-    "local key = KEYS[1]\n"
+    "local key, ukey = KEYS[1], KEYS[2]\n"
     "local op = ARGV[1]\n"
+    "local emax = tonumber(ARGV[10])\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local nows = string.format('%d', now)\n"
     "local exps = string.format('%d', now + tonumber(ARGV[2]))\n"
+    "local quiet = 0\n"
     "local function user_of(m) return string.match(m, '^([^|]*)|') end\n"
-    "local function has_user(u)\n"
-    "  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, nows, '+inf')) do\n"
-    "    if user_of(m) == u then return true end\n"
-    "  end\n"
-    "  return false\n"
-    "end\n"
-    "local function announce(u, state, node, worker, conn)\n"
+    /* n: the room's users counting u. Above emax the room is silent (its
+     * members read counts with list): that bounds the events of filling a
+     * room of n members to O(emax^2) instead of O(n^2). */
+    "local function announce(u, state, node, worker, conn, n)\n"
+    "  if n > emax then quiet = quiet + 1 return end\n"
     "  local json = '{\"ev\":\"presence\",\"room\":' .. ARGV[4] .. ',\"user\":\"' .. u .. "
     "'\",\"state\":\"' .. state .. '\"}'\n"
     "  redis.call('PUBLISH', ARGV[5], cmsgpack.pack({1, 'presence', ARGV[3], node, worker, "
     "conn, 0, json}))\n"
     "end\n"
-    "local dead = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. nows)\n"
-    "if #dead > 0 then\n"
-    "  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. nows)\n"
-    "  local seen = {}\n"
-    "  for _, m in ipairs(dead) do\n"
-    "    local u = user_of(m)\n"
-    "    if u and not seen[u] then\n"
-    "      seen[u] = true\n"
-    "      if not has_user(u) then announce(u, 'leave', '', -1, 0) end\n"
-    "    end\n"
+    /* Counts follow the zset: a member added counts +1 for its user, one
+     * removed -1; the user's last one gone is its leave. */
+    "local function removed(u, node, worker, conn)\n"
+    "  if not u then return end\n"
+    "  if redis.call('HINCRBY', ukey, u, -1) <= 0 then\n"
+    "    local n = redis.call('HLEN', ukey)\n"
+    "    redis.call('HDEL', ukey, u)\n"
+    "    announce(u, 'leave', node, worker, conn, n)\n"
     "  end\n"
+    "end\n"
+    "local function added(u)\n"
+    "  if u then return redis.call('HINCRBY', ukey, u, 1) end\n"
+    "  return 0\n"
+    "end\n"
+    /* The two keys live and expire together; if one is gone (a key written
+     * by an older gateway, or one outlived the other by a millisecond of
+     * TTL), rebuild the hash from the zset once. */
+    "if redis.call('EXISTS', key) == 0 then\n"
+    "  redis.call('DEL', ukey)\n"
+    "elseif redis.call('EXISTS', ukey) == 0 then\n"
+    "  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do added(user_of(m)) end\n"
+    "end\n"
+    /* Prune at most 1000 expired members per call (the rest on the next
+     * calls: every worker's heartbeat makes one), so no call blocks Redis
+     * for long however many members a dead node left behind. */
+    "local dead = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. nows, 'LIMIT', 0, 1000)\n"
+    "for _, m in ipairs(dead) do\n"
+    "  redis.call('ZREM', key, m)\n"
+    "  removed(user_of(m), '', -1, 0)\n"
     "end\n"
     "local node, worker, conn = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "if op == 'join' then\n"
-    "  local present = has_user(ARGV[10])\n"
-    "  redis.call('ZADD', key, exps, ARGV[11])\n"
+    "  if redis.call('ZADD', key, exps, ARGV[12]) == 1 and added(ARGV[11]) == 1 then\n"
+    "    announce(ARGV[11], 'join', node, worker, conn, redis.call('HLEN', ukey))\n"
+    "  end\n"
     "  redis.call('PEXPIRE', key, ARGV[9])\n"
-    "  if not present then announce(ARGV[10], 'join', node, worker, conn) end\n"
+    "  redis.call('PEXPIRE', ukey, ARGV[9])\n"
     "elseif op == 'leave' then\n"
-    "  local was = redis.call('ZREM', key, ARGV[11])\n"
-    "  if was == 1 and not has_user(ARGV[10]) then announce(ARGV[10], 'leave', node, worker, conn) "
-    "end\n"
+    "  if redis.call('ZREM', key, ARGV[12]) == 1 then removed(ARGV[11], node, worker, conn) end\n"
     "elseif op == 'refresh' then\n"
-    "  for i = 10, #ARGV do redis.call('ZADD', key, exps, ARGV[i]) end\n"
+    "  for i = 11, #ARGV do\n"
+    "    if redis.call('ZADD', key, exps, ARGV[i]) == 1 then added(user_of(ARGV[i])) end\n"
+    "  end\n"
     "  redis.call('PEXPIRE', key, ARGV[9])\n"
+    "  redis.call('PEXPIRE', ukey, ARGV[9])\n"
     "elseif op == 'list' then\n"
-    "  return redis.call('ZRANGEBYSCORE', key, nows, '+inf')\n"
+    /* At most ARGV[11] users, distinct (HSCAN may repeat a field), read in
+     * bounded HSCAN steps; the count is the whole room's. */
+    "  local max, users, seen, cur = tonumber(ARGV[11]), {}, {}, '0'\n"
+    "  repeat\n"
+    "    local r = redis.call('HSCAN', ukey, cur, 'COUNT', 1000)\n"
+    "    cur = r[1]\n"
+    "    for i = 1, #r[2], 2 do\n"
+    "      local u = r[2][i]\n"
+    "      if #users < max and not seen[u] then seen[u] = true users[#users + 1] = u end\n"
+    "    end\n"
+    "  until cur == '0' or #users >= max\n"
+    "  return {redis.call('HLEN', ukey), users, quiet}\n"
     "end\n"
-    "return 1\n";
+    "return quiet\n";
 
 static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua};
 static char shas[PL_SCRIPT_COUNT][41];

@@ -11,7 +11,7 @@
 
 typedef enum {
     PL_SCRIPT_SEND,     /* store + archive + publish one message, see script.c */
-    PL_SCRIPT_PRESENCE, /* join/leave/refresh/list a room's presence zset */
+    PL_SCRIPT_PRESENCE, /* join/leave/refresh/list a room's presence zset + users hash */
     PL_SCRIPT_COUNT
 } pl_script_id_t;
 
@@ -45,7 +45,8 @@ enum presence_arg {
     PRES_WORKER,    /* origin worker */
     PRES_CONN,      /* origin connection id */
     PRES_KEY_TTL,   /* ms the presence key lives without refresh */
-    PRES_NARGS      /* join/leave: user, member; refresh: members... */
+    PRES_EV_MAX,    /* presence_events_max: rooms with more users get no join/leave events */
+    PRES_NARGS      /* join/leave: user, member; refresh: members...; list: max users */
 };
 
 /* 40 lowercase hex digits. */

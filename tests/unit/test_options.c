@@ -53,6 +53,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.max_connections, 0);
     CU_ASSERT_EQUAL(c.max_connections_per_ip, 0);
     CU_ASSERT_STRING_EQUAL(c.trusted_proxies, "");
+    CU_ASSERT_EQUAL(c.presence_events_max, 200);
     pl_config_free(pl_gw_options, &c);
     CU_ASSERT_PTR_NULL(c.listen);
 }
@@ -70,7 +71,7 @@ static void test_table_shape(void)
         for (const pl_opt_t *p = pl_gw_options; p != o; p++)
             CU_ASSERT(strcmp(p->name, o->name) != 0);
     }
-    CU_ASSERT_EQUAL(n, 27); /* a new key: add its default to test_defaults */
+    CU_ASSERT_EQUAL(n, 28); /* a new key: add its default to test_defaults */
 }
 
 static void ok_value(const char *key, const char *value)
@@ -104,6 +105,8 @@ static void bad_value(const char *key, const char *value)
 static void test_bounds(void)
 {
     ok_value("workers", "256");
+    ok_value("presence_events_max", "0"); /* 0: no room gets join/leave events */
+    bad_value("presence_events_max", "-1");
     bad_value("workers", "257");
     bad_value("workers", "-1");
     bad_value("workers", "many");
