@@ -246,3 +246,24 @@ async def test_filling_a_room_costs_linear_events(gateway):
     assert rep["count"] == n and len(rep["users"]) == n
     for c in members:
         await c.close()
+
+
+async def test_users_hash_follows_the_zset(gateway, redis):
+    """A presence zset without its users hash (written by an older gateway)
+    is counted from the zset once; a hash left without its zset is dropped."""
+    gw = gateway()
+    old, stale = uniq("old"), uniq("stale")
+    z, h = keys(old)
+    score = redis_ms(redis) + 600000
+    redis.cli("ZADD", z, score, "o1|ghost.1|0", score, "o1|ghost.2|0", score, "o2|ghost.1|0")
+    watcher = await login(gw, "pb-hw")
+    await watcher.ok("join", room=old)
+    rep = await watcher.ok("presence", room=old)
+    assert rep["count"] == 3 and sorted(rep["users"]) == ["o1", "o2", "pb-hw"]
+    assert redis.cli("HGET", h, "o1") == "2"
+    z2, h2 = keys(stale)
+    redis.cli("HSET", h2, "gone", 1)
+    await watcher.ok("join", room=stale)
+    rep = await watcher.ok("presence", room=stale)
+    assert rep["count"] == 1 and rep["users"] == ["pb-hw"]
+    await watcher.close()
