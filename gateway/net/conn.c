@@ -443,17 +443,15 @@ void pl_conn_abort(pl_conn_t *c, const char *why)
     conn_shut(c, PL_LOG_INFO, "%s", why);
 }
 
-void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
+__attribute__((format(printf, 4, 0))) static void
+conn_vclose(pl_conn_t *c, uint16_t code, const char *reason, const char *fmt, va_list ap)
 {
     struct pl_conn_private *p = c->priv;
     if (c->state == CONN_CLOSING || c->state == CONN_CLOSED)
         return;
     if (!p->logged) {
         char why[512];
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(why, sizeof(why), fmt, ap);
-        va_end(ap);
         /* a peer-initiated close or a drain is routine; anything else is worth info */
         int level = (code == PL_WS_CLOSE_NORMAL || code == PL_WS_CLOSE_GOING_AWAY) ? PL_LOG_DEBUG
                                                                                    : PL_LOG_INFO;
@@ -467,14 +465,35 @@ void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
     }
     if (code < 1000 || code == 1004 || code == 1005 || code == 1006 || code == 1015 || code >= 5000)
         code = PL_WS_CLOSE_INTERNAL; /* codes that must never be sent */
-    uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-    send_ws(c, PL_WS_CLOSE, payload, 2);
+    uint8_t payload[2 + 123] = {(uint8_t)(code >> 8), (uint8_t)code};
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > sizeof(payload) - 2)
+        rlen = sizeof(payload) - 2; /* callers pass short ASCII reasons */
+    if (rlen)
+        memcpy(payload + 2, reason, rlen);
+    send_ws(c, PL_WS_CLOSE, payload, 2 + rlen);
     pl_metrics_close_code(c->w->metrics, code);
     free(p->msg);
     p->msg = NULL;
     p->msg_len = p->msg_cap = 0;
     conn_set_state(c, CONN_CLOSING);
     closing_arm(c);
+}
+
+void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_vclose(c, code, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void pl_conn_close_reason(pl_conn_t *c, uint16_t code, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_vclose(c, code, reason, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- HTTP ---- */

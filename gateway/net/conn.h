@@ -54,6 +54,11 @@ void pl_conn_send_frame(pl_conn_t *c, pl_frame_t *f);
  * or error), never from inside this call; meanwhile sends are no-ops. */
 void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* pl_conn_close with a reason for the peer in the close frame (UTF-8,
+ * cut to the 123 bytes a close frame holds), for codes a client acts on
+ * (4001 "token expired"); fmt is still only for the log. */
+void pl_conn_close_reason(pl_conn_t *c, uint16_t code, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Logs with the connection's prefix (worker, conn id, peer). */
 void pl_conn_log(pl_conn_t *c, int level, const char *fmt, ...)
