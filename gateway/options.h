@@ -28,6 +28,8 @@ typedef struct pl_gw_config {
     char *node_id;             /* "" = host name */
     char *token_secret;        /* HS256 secret */
     char *token_secret_file;   /* or read it from this file */
+    char *token_issuer;        /* "" = iss not checked; else tokens' iss must equal it */
+    char *token_audience;      /* "" = aud not checked; else tokens' aud must name it */
     int64_t auth_timeout;      /* ms for the first (auth) frame */
     int64_t history_recent;    /* messages kept per room in Redis */
     int64_t history_ttl;       /* ms a room's recent history lives after its last message */

@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pl_auth_check(const char *token, const uint8_t *secret, size_t secret_len, int64_t now,
-                  pl_auth_t *a, const char **why)
+int pl_auth_check(const char *token, const pl_token_rules_t *rules, int64_t now, pl_auth_t *a,
+                  const char **why)
 {
     char *claims = NULL;
     memset(a, 0, sizeof(*a));
-    pl_token_status_t st = pl_token_verify(token, secret, secret_len, now, &claims);
+    pl_token_status_t st = pl_token_verify(token, rules, now, &claims);
     if (st != PL_TOKEN_OK) {
         *why = pl_token_status_str(st);
         return -1;

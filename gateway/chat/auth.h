@@ -12,6 +12,7 @@
 
 #include "keys.h"
 #include "options.h"
+#include "token.h"
 
 typedef struct pl_auth {
     char user[PL_USER_MAX + 1]; /* sub */
@@ -22,10 +23,11 @@ typedef struct pl_auth {
     int64_t exp;   /* unix seconds */
 } pl_auth_t;
 
-/* Verifies token and fills a. Returns 0, or -1 with *why set to a short
- * static reason for the log. */
-int pl_auth_check(const char *token, const uint8_t *secret, size_t secret_len, int64_t now,
-                  pl_auth_t *a, const char **why);
+/* Verifies token under rules at now (unix seconds, see pl_token_verify)
+ * and fills a. Returns 0, or -1 with *why set to a short static reason for
+ * the log (a is then empty: nothing to free). */
+int pl_auth_check(const char *token, const pl_token_rules_t *rules, int64_t now, pl_auth_t *a,
+                  const char **why);
 void pl_auth_free(pl_auth_t *a);
 
 /* Reads token_secret, or token_secret_file (one trailing newline

@@ -285,6 +285,15 @@ char *chat_json_literal(const char *s, size_t n)
 /* ===================================================================== */
 /* auth                                                                   */
 
+static pl_token_rules_t token_rules(const proto_t *p)
+{
+    pl_token_rules_t r = {.secret = p->secret,
+                          .secret_len = p->secret_len,
+                          .issuer = p->w->cfg->token_issuer,
+                          .audience = p->w->cfg->token_audience};
+    return r;
+}
+
 void chat_auth_reply(session_t *s)
 {
     s->auth_wait = 0;
@@ -321,8 +330,9 @@ static void on_auth_timeout(evutil_socket_t fd, short what, void *arg)
 static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 {
     const char *why = "no token secret configured";
-    if (p->secret == NULL || pl_auth_check(cmd->token, p->secret, p->secret_len,
-                                           (int64_t)(pl_now_ms() / 1000), &s->auth, &why) < 0) {
+    pl_token_rules_t rules = token_rules(p);
+    if (p->secret == NULL ||
+        pl_auth_check(cmd->token, &rules, (int64_t)(pl_now_ms() / 1000), &s->auth, &why) < 0) {
         chat_reply_error(s, cmd->has_id, cmd->id, "unauthorized", "invalid token");
         pl_conn_close(s->c, PL_WS_CLOSE_POLICY, "auth failed: %s", why);
         return;

@@ -140,6 +140,14 @@ static void test_claim_prefixes(void)
     CU_ASSERT_FALSE(pl_auth_room_allowed(&au, "dm:alice:bob"));
 }
 
+/* pl_auth_check with only a secret (no iss/aud rules: test_token.c has those) */
+static int check(const char *token, const uint8_t *secret, size_t len, int64_t now, pl_auth_t *a,
+                 const char **why)
+{
+    pl_token_rules_t rules = {.secret = secret, .secret_len = len};
+    return pl_auth_check(token, &rules, now, a, why);
+}
+
 static char *sign(const char *claims)
 {
     char *t = pl_token_sign(claims, SECRET, SECRET_LEN);
@@ -155,7 +163,7 @@ static void test_check_good(void)
                    "\"rooms\":[\"lobby\",\"team:*\"]}");
     pl_auth_t a;
     const char *why = NULL;
-    CU_ASSERT_EQUAL_FATAL(pl_auth_check(t, SECRET, SECRET_LEN, NOW, &a, &why), 0);
+    CU_ASSERT_EQUAL_FATAL(check(t, SECRET, SECRET_LEN, NOW, &a, &why), 0);
     free(t);
     CU_ASSERT_STRING_EQUAL(a.user, "alice");
     CU_ASSERT_PTR_NOT_NULL_FATAL(a.name);
@@ -174,7 +182,7 @@ static void test_check_good(void)
 
     /* no name, no rooms claim: every room; an empty claim: none */
     t = sign("{\"sub\":\"bob\",\"exp\":1700000001}");
-    CU_ASSERT_EQUAL_FATAL(pl_auth_check(t, SECRET, SECRET_LEN, NOW, &a, &why), 0);
+    CU_ASSERT_EQUAL_FATAL(check(t, SECRET, SECRET_LEN, NOW, &a, &why), 0);
     free(t);
     CU_ASSERT_STRING_EQUAL(a.user, "bob");
     CU_ASSERT_PTR_NULL(a.name);
@@ -182,7 +190,7 @@ static void test_check_good(void)
     CU_ASSERT_TRUE(pl_auth_room_allowed(&a, "random"));
     pl_auth_free(&a);
     t = sign("{\"sub\":\"bob\",\"exp\":1700000001,\"rooms\":[]}");
-    CU_ASSERT_EQUAL_FATAL(pl_auth_check(t, SECRET, SECRET_LEN, NOW, &a, &why), 0);
+    CU_ASSERT_EQUAL_FATAL(check(t, SECRET, SECRET_LEN, NOW, &a, &why), 0);
     free(t);
     CU_ASSERT_TRUE(a.has_rooms);
     CU_ASSERT_EQUAL(a.nrooms, 0);
@@ -196,7 +204,7 @@ static void expect_refused(const char *token, const uint8_t *secret, size_t len,
 {
     pl_auth_t a;
     const char *why = NULL;
-    CU_ASSERT_EQUAL(pl_auth_check(token, secret, len, now, &a, &why), -1);
+    CU_ASSERT_EQUAL(check(token, secret, len, now, &a, &why), -1);
     CU_ASSERT_PTR_NOT_NULL(why);
     if (why)
         CU_ASSERT(why[0] != '\0');
@@ -311,7 +319,7 @@ static void test_load_secret(void)
     char *t = sign("{\"sub\":\"carol\",\"exp\":1700003600}");
     pl_auth_t a;
     const char *why;
-    CU_ASSERT_EQUAL(pl_auth_check(t, s, n, NOW, &a, &why), 0);
+    CU_ASSERT_EQUAL(check(t, s, n, NOW, &a, &why), 0);
     pl_auth_free(&a);
     free(t);
     free(s);
