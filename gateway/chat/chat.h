@@ -57,6 +57,7 @@ typedef struct session {
     pl_auth_t auth;
     char sid[33]; /* session id, 128 random bits in hex */
     struct event *auth_timer;
+    struct event *exp_timer; /* closes 4001 at auth.exp; re-armed by refresh (cmd.c) */
     pl_ratelimit_t rl;
     pl_member_t *rooms; /* conn -> rooms */
 } session_t;

@@ -38,8 +38,8 @@
 /* ===================================================================== */
 /* parsing (pure, see cmd.h)                                              */
 
-static const char *const op_names[] = {"auth", "join",    "leave",    "send",
-                                       "dm",   "history", "presence", "typing"};
+static const char *const op_names[] = {"auth",    "join",     "leave",  "send",   "dm",
+                                       "history", "presence", "typing", "refresh"};
 
 static int fail(pl_cmd_t *cmd, const char *err, const char *msg)
 {
@@ -113,7 +113,8 @@ int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
     cmd->op = (pl_op_t)k;
 
     switch (cmd->op) {
-    case OP_AUTH: {
+    case OP_AUTH:
+    case OP_REFRESH: {
         json_t *t = json_object_get(o, "token");
         if (!json_is_string(t) || strlen(json_string_value(t)) != json_string_length(t))
             return fail(cmd, "bad_request", "token must be a string");
@@ -285,6 +286,9 @@ char *chat_json_literal(const char *s, size_t n)
 /* ===================================================================== */
 /* auth                                                                   */
 
+/* A private-use close code (RFC 6455 7.4.2): docs/protocol.md 1.7. */
+#define CLOSE_TOKEN_EXPIRED 4001
+
 static pl_token_rules_t token_rules(const proto_t *p)
 {
     pl_token_rules_t r = {.secret = p->secret,
@@ -292,6 +296,44 @@ static pl_token_rules_t token_rules(const proto_t *p)
                           .issuer = p->w->cfg->token_issuer,
                           .audience = p->w->cfg->token_audience};
     return r;
+}
+
+/* 1 once the session's token has expired (exp <= now, as at auth). The
+ * timer below closes such a session; dispatch checks too, so no command
+ * runs between exp and the timer. */
+static int token_expired(const session_t *s)
+{
+    return (int64_t)(pl_now_ms() / 1000) >= s->auth.exp;
+}
+
+static void arm_expiry(session_t *s);
+
+static void on_token_expired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session_t *s = arg;
+    if (s->c == NULL)
+        return;
+    if (!token_expired(s)) {
+        arm_expiry(s); /* the wall clock went back since the timer was armed */
+        return;
+    }
+    pl_conn_close_reason(s->c, CLOSE_TOKEN_EXPIRED, "token expired", "token expired\texp=%" PRId64,
+                         s->auth.exp);
+}
+
+/* (Re)arms the session's expiry timer for auth.exp (wall clock seconds;
+ * the timer itself runs on libevent's monotonic clock). */
+static void arm_expiry(session_t *s)
+{
+    if (s->exp_timer == NULL)
+        s->exp_timer = evtimer_new(s->c->w->base, on_token_expired, s);
+    int64_t ms = s->auth.exp * 1000 - (int64_t)pl_now_ms();
+    if (ms < 0)
+        ms = 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(s->exp_timer, &tv);
 }
 
 void chat_auth_reply(session_t *s)
@@ -339,6 +381,7 @@ static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     }
     s->authed = 1;
     s->c->user = s->auth.user;
+    arm_expiry(s);
     if (s->auth_timer)
         evtimer_del(s->auth_timer);
     uint8_t rnd[16];
@@ -361,6 +404,54 @@ static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     s->auth_wait = 1;
     struct timeval tv = {2, 0};
     evtimer_add(s->auth_timer, &tv);
+}
+
+/* refresh: a newer token for the same user. A bad one is answered and
+ * changes nothing (the old token keeps the session until its exp); a good
+ * one replaces the claims, re-arms the expiry timer and leaves every room
+ * the new rooms claim no longer allows (the leave path: presence, and the
+ * room's stream closes with its last local member), each with a `left`
+ * event before the reply. */
+static void cmd_refresh(proto_t *p, session_t *s, const pl_cmd_t *cmd)
+{
+    pl_auth_t a;
+    const char *why = "no token secret configured";
+    pl_token_rules_t rules = token_rules(p);
+    if (p->secret == NULL ||
+        pl_auth_check(cmd->token, &rules, (int64_t)(pl_now_ms() / 1000), &a, &why) < 0) {
+        pl_conn_log(s->c, PL_LOG_INFO, "refresh refused: %s", why);
+        chat_reply_error(s, cmd->has_id, cmd->id, "unauthorized", "invalid token");
+        return;
+    }
+    if (strcmp(a.user, s->auth.user) != 0) {
+        pl_conn_log(s->c, PL_LOG_INFO, "refresh refused: token for another user\tsub=%s", a.user);
+        pl_auth_free(&a);
+        chat_reply_error(s, cmd->has_id, cmd->id, "forbidden", "token is for another user");
+        return;
+    }
+    /* same user: s->auth.user (c->user, members' user) keeps its bytes */
+    pl_auth_t old = s->auth;
+    s->auth = a;
+    pl_auth_free(&old);
+    arm_expiry(s);
+    pl_conn_log(s->c, PL_LOG_DEBUG, "token refreshed\texp=%" PRId64, s->auth.exp);
+    pl_member_t *m = s->rooms;
+    while (m != NULL) {
+        pl_member_t *next = m->cnext; /* leaving frees m, never another of ours */
+        if (!pl_auth_room_allowed(&s->auth, m->room->name)) {
+            json_t *ev = json_object();
+            json_object_set_new(ev, "ev", json_string("left"));
+            json_object_set_new(ev, "room", json_string(m->room->name));
+            json_object_set_new(ev, "reason", json_string("forbidden"));
+            pl_conn_log(s->c, PL_LOG_DEBUG, "left\troom=%s reason=forbidden", m->room->name);
+            chat_send_json(s, ev);
+            chat_leave_member(p, s, m);
+        }
+        m = next;
+    }
+    json_t *o = chat_ok_obj(cmd->has_id, cmd->id);
+    json_object_set_new(o, "exp", json_integer(s->auth.exp));
+    chat_send_json(s, o);
 }
 
 /* ===================================================================== */
@@ -499,6 +590,12 @@ static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
         pl_cmd_free(&cmd);
         return;
     }
+    if (token_expired(s)) {
+        pl_cmd_free(&cmd);
+        pl_conn_close_reason(c, CLOSE_TOKEN_EXPIRED, "token expired",
+                             "token expired (command after exp)\texp=%" PRId64, s->auth.exp);
+        return;
+    }
     switch (pl_ratelimit_take(&s->rl, pl_mono_ms())) {
     case PL_RATE_ALLOW:
         break;
@@ -542,6 +639,9 @@ static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
     case OP_TYPING:
         chat_cmd_typing(p, s, &cmd);
         break;
+    case OP_REFRESH:
+        cmd_refresh(p, s, &cmd);
+        break;
     }
     pl_cmd_free(&cmd);
 }
@@ -563,6 +663,9 @@ static void on_closed(pl_conn_t *c)
     if (s->auth_timer)
         event_free(s->auth_timer);
     s->auth_timer = NULL;
+    if (s->exp_timer)
+        event_free(s->exp_timer);
+    s->exp_timer = NULL;
     s->c = NULL;
     c->session = NULL;
     c->user = NULL;

@@ -18,6 +18,7 @@ typedef enum {
     OP_HISTORY,
     OP_PRESENCE,
     OP_TYPING,
+    OP_REFRESH,
 } pl_op_t;
 
 #define PL_HISTORY_DEFAULT 50
@@ -28,7 +29,7 @@ typedef struct pl_cmd {
     pl_op_t op;
     int has_id; /* "id" present and an integer */
     int64_t id;
-    const char *token; /* auth */
+    const char *token; /* auth, refresh */
     const char *room;  /* join, leave, send, history, presence, typing (validated name) */
     const char *to;    /* dm (validated user id) */
     const char *text;  /* send, dm: 1..max_text bytes */

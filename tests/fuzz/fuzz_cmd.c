@@ -85,6 +85,7 @@ static void check(const pl_cmd_t *c, int r, size_t max_text)
     int wants_room = 0, wants_text = 0;
     switch (c->op) {
     case OP_AUTH:
+    case OP_REFRESH:
         same_name(c, "token", c->token);
         break;
     case OP_JOIN:
@@ -127,7 +128,7 @@ static void check(const pl_cmd_t *c, int r, size_t max_text)
         check_text(c, max_text);
     else
         assert(c->text == NULL && c->text_len == 0 && c->cid == NULL);
-    if (c->op != OP_AUTH)
+    if (c->op != OP_AUTH && c->op != OP_REFRESH)
         assert(c->token == NULL);
     if (c->op != OP_DM)
         assert(c->to == NULL);

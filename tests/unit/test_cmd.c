@@ -68,6 +68,14 @@ static void test_valid(void)
     pl_cmd_free(&c);
     CU_ASSERT_EQUAL(parse("{\"op\":\"leave\",\"room\":\"r\"}", &c), 0);
     pl_cmd_free(&c);
+    /* refresh: a token like auth, nothing else read */
+    CU_ASSERT_EQUAL(parse("{\"op\":\"refresh\",\"id\":3,\"token\":\"a.b.c\",\"room\":\"r\"}", &c),
+                    0);
+    CU_ASSERT_EQUAL(c.op, OP_REFRESH);
+    CU_ASSERT_EQUAL(c.id, 3);
+    CU_ASSERT_STRING_EQUAL(c.token, "a.b.c");
+    CU_ASSERT_PTR_NULL(c.room);
+    pl_cmd_free(&c);
 }
 
 static void test_bad_request(void)
@@ -99,6 +107,10 @@ static void test_bad_request(void)
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"limit\":101}", "bad_request");
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"before\":0}", "bad_request");
     expect_error("{\"op\":\"auth\",\"token\":5}", "bad_request");
+    expect_error("{\"op\":\"refresh\"}", "bad_request");
+    expect_error("{\"op\":\"refresh\",\"token\":null}", "bad_request");
+    expect_error("{\"op\":\"refresh\",\"token\":\"a\\u0000b\"}", "bad_request");
+    expect_error("{\"op\":\"Refresh\",\"token\":\"a.b.c\"}", "bad_request");
     expect_error("{\"op\":\"join\",\"room\":\"r\",\"room\":\"s\"}", "bad_request");
     /* a 129-byte room */
     char big[300];
