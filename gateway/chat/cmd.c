@@ -324,12 +324,17 @@ static void on_token_expired(evutil_socket_t fd, short what, void *arg)
 }
 
 /* (Re)arms the session's expiry timer for auth.exp (wall clock seconds;
- * the timer itself runs on libevent's monotonic clock). */
+ * the timer itself runs on libevent's monotonic clock). A far exp (any
+ * int64 is a valid claim) waits a day at a time: no overflow, and the
+ * callback re-arms. */
 static void arm_expiry(session_t *s)
 {
     if (s->exp_timer == NULL)
         s->exp_timer = evtimer_new(s->c->w->base, on_token_expired, s);
-    int64_t ms = s->auth.exp * 1000 - (int64_t)pl_now_ms();
+    int64_t now_ms = (int64_t)pl_now_ms();
+    int64_t ms = 86400000;
+    if (s->auth.exp - now_ms / 1000 < 86400)
+        ms = s->auth.exp * 1000 - now_ms;
     if (ms < 0)
         ms = 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};

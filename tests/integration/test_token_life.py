@@ -56,6 +56,22 @@ async def test_refresh_ok_returns_new_exp(gateway):
     await c.close()
 
 
+async def test_far_future_exp_is_a_long_session(gateway):
+    # any int64 exp is a valid claim: the expiry timer must not overflow
+    gw = gateway()
+    far = 2**63 - 1
+    tok = pl.jwt({"alg": "HS256", "typ": "JWT"}, {"sub": "tl-alice", "exp": far}, "test-secret")
+    c = await open_ws(gw)
+    assert (await c.cmd("auth", token=tok))["ok"] is True
+    r = await c.ok("refresh", token=pl.jwt({"alg": "HS256"}, {"sub": "tl-alice", "exp": far - 1},
+                                           "test-secret"))
+    assert r["exp"] == far - 1
+    await c.ok("join", room=uniq("tl"))
+    await c.no_event(0.3)
+    assert not c.closed.is_set()
+    await c.close()
+
+
 async def test_refresh_with_another_users_token_is_forbidden(gateway):
     gw = gateway()
     room = uniq("tl")
