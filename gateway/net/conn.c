@@ -53,10 +53,9 @@
 /* Laid out without holes: tens of thousands of these live at once, and
  * conn_full_t (608 bytes) sits just below a malloc size class step. */
 struct pl_conn_private {
-    pl_conn_t *next; /* the worker's open or closed list (pl_conn_list_*) */
-    pl_conn_t **pprev;
-    struct event ev_read;  /* EV_READ|EV_PERSIST on fd, added from accept until CLOSED */
-    struct event ev_write; /* EV_WRITE|EV_PERSIST, added only while out holds bytes */
+    LIST_ENTRY(pl_conn) link; /* the worker's open or closed list (pl_conn_list_*) */
+    struct event ev_read;     /* EV_READ|EV_PERSIST on fd, added from accept until CLOSED */
+    struct event ev_write;    /* EV_WRITE|EV_PERSIST, added only while out holds bytes */
     struct event ev_timer; /* HTTP: handshake timeout; OPEN: ping; CLOSING: close/linger timeout */
     uint8_t *in;           /* unparsed input carried between reads; NULL when none */
     uint8_t *msg;          /* fragmented message being reassembled; NULL when none */
@@ -933,27 +932,17 @@ void pl_conn_free(pl_conn_t *c)
     free(container_of(c, conn_full_t, pub));
 }
 
-void pl_conn_list_add(pl_conn_t **head, pl_conn_t *c)
+void pl_conn_list_add(struct pl_conn_list *head, pl_conn_t *c)
 {
-    struct pl_conn_private *p = c->priv;
-    p->next = *head;
-    if (*head)
-        (*head)->priv->pprev = &p->next;
-    *head = c;
-    p->pprev = head;
+    LIST_INSERT_HEAD(head, c, priv->link);
 }
 
 void pl_conn_list_del(pl_conn_t *c)
 {
-    struct pl_conn_private *p = c->priv;
-    *p->pprev = p->next;
-    if (p->next)
-        p->next->priv->pprev = p->pprev;
-    p->next = NULL;
-    p->pprev = NULL;
+    LIST_REMOVE(c, priv->link);
 }
 
 pl_conn_t *pl_conn_list_next(const pl_conn_t *c)
 {
-    return c->priv->next;
+    return LIST_NEXT(c, priv->link);
 }

@@ -16,6 +16,7 @@
 #endif
 
 #include <stddef.h>
+#include <sys/queue.h>
 #include <stdint.h>
 
 #include "addr.h"
@@ -54,10 +55,12 @@ const char *pl_conn_state_name(enum conn_state s);
 /* Output bytes queued on all of this process's connections now, and the
  * most at any time since the previous call (which this call resets). */
 void pl_conn_queued(size_t *now, size_t *peak);
-/* The worker's lists (open, closed) are threaded through the connections'
- * private part: push c on *head, take c off the list it is on, and the
- * connection after c (NULL at the end). */
-void pl_conn_list_add(pl_conn_t **head, pl_conn_t *c);
+/* The worker's lists (open, closed): <sys/queue.h> LISTs, like the MySQL
+ * pool's TAILQs, with the link in the connection's private part. Push c on
+ * head, take c off the list it is on, and the connection after c (NULL at
+ * the end). */
+LIST_HEAD(pl_conn_list, pl_conn);
+void pl_conn_list_add(struct pl_conn_list *head, pl_conn_t *c);
 void pl_conn_list_del(pl_conn_t *c);
 pl_conn_t *pl_conn_list_next(const pl_conn_t *c);
 

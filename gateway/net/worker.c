@@ -86,8 +86,8 @@ struct pl_worker_private {
     struct event ev_free;         /* activated on close: frees the closed list */
     struct event ev_drain;        /* drain_timeout */
     struct event ev_trim;         /* every TRIM_TICK_MS: malloc_trim after big queues */
-    pl_conn_t *open;              /* conns not yet CLOSED */
-    pl_conn_t *closed;            /* CLOSED, freed by on_free */
+    struct pl_conn_list open;     /* conns not yet CLOSED */
+    struct pl_conn_list closed;   /* CLOSED, freed by on_free */
     size_t nopen;
     uint64_t next_id;
     uint8_t *scratch;
@@ -231,7 +231,7 @@ size_t pl_worker_nopen(const pl_worker_t *w)
 static void free_closed(pl_worker_t *w)
 {
     pl_conn_t *c;
-    while ((c = w->priv->closed) != NULL) {
+    while ((c = LIST_FIRST(&w->priv->closed)) != NULL) {
         pl_conn_list_del(c);
         pl_conn_free(c);
     }
@@ -343,8 +343,8 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
     pl_worker_t *w = arg;
     pl_log_warn("drain timeout: dropping the remaining connections\tleft=%zu", w->priv->nopen);
-    while (w->priv->open != NULL)
-        pl_conn_abort(w->priv->open, "drain timeout");
+    while (!LIST_EMPTY(&w->priv->open))
+        pl_conn_abort(LIST_FIRST(&w->priv->open), "drain timeout");
     event_base_loopexit(w->base, NULL);
 }
 
@@ -363,7 +363,7 @@ void pl_worker_drain(pl_worker_t *w)
         close(w->priv->listen_fd);
     w->priv->listen_fd = -1;
     pl_ops_worker_drain(w);
-    pl_conn_t *c = w->priv->open, *next;
+    pl_conn_t *c = LIST_FIRST(&w->priv->open), *next;
     for (; c != NULL; c = next) {
         next = pl_conn_list_next(c); /* go_away may move c to the closed list */
         pl_conn_go_away(c);
@@ -383,6 +383,8 @@ int pl_worker_init(pl_worker_t *w, const pl_gw_config_t *cfg, int index, int lis
 {
     static char host[256];
     struct pl_worker_private *priv = pl_xcalloc(1, sizeof(*priv));
+    LIST_INIT(&priv->open);
+    LIST_INIT(&priv->closed);
     *w = (pl_worker_t){.cfg = cfg, .index = index, .metrics = metrics, .priv = priv};
     if (cfg->node_id && *cfg->node_id) {
         w->node_id = cfg->node_id;
@@ -422,8 +424,8 @@ int pl_worker_init(pl_worker_t *w, const pl_gw_config_t *cfg, int index, int lis
 void pl_worker_fini(pl_worker_t *w)
 {
     struct pl_worker_private *priv = w->priv;
-    while (priv->open != NULL)
-        pl_conn_abort(priv->open, "worker stopping");
+    while (!LIST_EMPTY(&priv->open))
+        pl_conn_abort(LIST_FIRST(&priv->open), "worker stopping");
     free_closed(w);
     event_del(&priv->ev_term);
     event_del(&priv->ev_accept);
@@ -474,8 +476,8 @@ int pl_worker_run(const pl_gw_config_t *cfg, int index, int listen_fd, pl_metric
     event_base_dispatch(w.base);
 
     /* every connection CLOSED (closed hooks run) before the modules stop */
-    while (w.priv->open != NULL)
-        pl_conn_abort(w.priv->open, "worker stopping");
+    while (!LIST_EMPTY(&w.priv->open))
+        pl_conn_abort(LIST_FIRST(&w.priv->open), "worker stopping");
     free_closed(&w);
     pl_ops_worker_stop(&w);
     pl_worker_fini(&w);
