@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from lib import pl
-from lib.chatlib import login, uniq
+from lib.chatlib import login, metric, uniq
 
 ECHO = {"echo_path": "/echo"}
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -72,16 +72,6 @@ def hold(port, src=None, headers=None):
     status, s = request(port, "/echo", src, headers)
     assert status == 101, status
     return s
-
-
-def metric(gw, name, **labels):
-    """The node-wide value of a series (the sample without a worker label)."""
-    _, _, body = gw.http_get("/metrics")
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in body.decode().splitlines():
-        if line.startswith(name + ("{" + want + "}" if want else " ")):
-            return int(line.rsplit(" ", 1)[1])
-    return None
 
 
 def per_worker(gw, name, **labels):

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 
-from lib.chatlib import FAST, login, uniq
+from lib.chatlib import FAST, login, metric, uniq
 
 LIST_MAX = 1000
 
@@ -94,16 +94,6 @@ def presence_calls_usec(r, key):
         if args and args[0].upper() in (b"EVALSHA", b"EVAL") and len(args) > 3 and args[3] == key.encode():
             out.append(e[2])
     return out
-
-
-def metric(gw, name, **labels):
-    """The node-wide value of a series (the sample without a worker label)."""
-    _, _, body = gw.http_get("/metrics")
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in body.decode().splitlines():
-        if line.startswith(name + ("{" + want + "}" if want else " ")):
-            return int(line.rsplit(" ", 1)[1])
-    return None
 
 
 def cpu_seconds(pid):

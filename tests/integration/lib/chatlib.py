@@ -164,3 +164,13 @@ def uniq(prefix="r"):
 async def closeall(*cs):
     for c in cs:
         await c.close()
+
+
+def metric(gw, name, **labels):
+    """The node-wide value of a series (the sample without a worker label)."""
+    _, _, body = gw.http_get("/metrics")
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in body.decode().splitlines():
+        if line.startswith(name + ("{" + want + "}" if want else " ")):
+            return int(line.rsplit(" ", 1)[1])
+    return None
