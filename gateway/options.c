@@ -93,5 +93,16 @@ const pl_opt_t pl_gw_options[] = {
      "CIDRs of proxies whose X-Forwarded-For / X-Real-IP name the client (empty = none)"},
     {"presence_events_max", PL_OPT_INT, OFF(presence_events_max), "200", 0, 1000000, NULL,
      "rooms with more users than this get no presence join/leave events"},
+    /* bounded work (issue 8 "Bounded work", issue 13 refills; docs/ops.md "Limits") */
+    {"recover_max", PL_OPT_INT, OFF(recover_max), "500", 1, 1000, NULL,
+     "messages a join with since or a worker's refill replays at most (and never more bytes "
+     "than send_buffer_limit / 4); past it: recovered:false or a gap event"},
+    {"stream_queue_max", PL_OPT_INT, OFF(stream_queue_max), "10000", 16, 10000000, NULL,
+     "live messages held per room, member or DM stream while it waits for a fetch (and never "
+     "more bytes than send_buffer_limit)"},
+    {"history_wait_max", PL_OPT_INT, OFF(history_wait_max), "32", 1, 1024, NULL,
+     "history requests per worker waiting for MySQL; more answer unavailable"},
+    {"redis_queue_max", PL_OPT_INT, OFF(redis_queue_max), "20000", 16, 10000000, NULL,
+     "Redis commands per worker sent and not yet answered; more answer unavailable"},
     PL_OPT_END,
 };

@@ -45,6 +45,10 @@ typedef struct pl_gw_config {
     int64_t max_connections_per_ip; /* per node, all workers; 0 = off */
     char *trusted_proxies;          /* CIDR list (addr.h); "" = trust no proxy headers */
     int64_t presence_events_max;    /* users above which a room gets no join/leave events */
+    int64_t recover_max; /* join since / refill replay, messages (bytes: send_buffer_limit/4) */
+    int64_t stream_queue_max; /* live messages queued per room, member or DM stream */
+    int64_t history_wait_max; /* history requests waiting for MySQL, per worker */
+    int64_t redis_queue_max;  /* Redis commands in flight, per worker */
 } pl_gw_config_t;
 
 extern const pl_opt_t pl_gw_options[];

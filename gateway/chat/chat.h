@@ -90,6 +90,7 @@ typedef struct dmstream {
     int64_t last;  /* last seq delivered to this user's connections (0 = none yet) */
     int64_t acked; /* highest seq a dm of this user from this worker got (seq floor hint) */
     int fetching;  /* catch-up in flight: live DMs queue in pending */
+    int dropped;   /* pending overflowed (stream_queue_max): refetch, never accept the gap */
     pl_mqueue_t pending;
     char user[PL_USER_MAX + 1];
     char room[PL_ROOM_MAX + 1];
@@ -103,6 +104,9 @@ extern int chat_m_deliveries;   /* msg events queued to client connections */
 extern int chat_m_unavailable;  /* commands answered unavailable */
 extern int chat_m_redis_errors; /* error replies from Redis */
 void chat_count(int id, int64_t n);
+/* Counts one refusal in parley_limit_rejections_total (id from
+ * pl_metrics_limit_register; -1 is a no-op). */
+void chat_limit(int id);
 
 /* A request holds a session reference until chat_req_free. */
 req_t *chat_req_new(session_t *s, const pl_cmd_t *cmd);
@@ -186,6 +190,37 @@ void chat_dm_forget(proto_t *p, const char *user);
  * counts deliveries. */
 void chat_user_fanout(proto_t *p, const char *user, pl_frame_t *f, uint64_t origin, int is_msg);
 
+/* ---- refill.c: a stream's missing range from Redis and MariaDB, bounded ---- */
+
+/* What a refill of (after, upto] found, valid during the callback only:
+ * first the gap (if any), then older (MariaDB part), then recent (Redis
+ * part), all in seq order and above the gap. */
+typedef struct chat_refill_res {
+    int status;               /* 0 done; -1 Redis unavailable: nothing decided, retry */
+    int64_t upto;             /* end of the range (the room's seq when asked with upto < 0) */
+    int64_t gap_from, gap_to; /* missing, to announce (0 = none) */
+    int over;                 /* past recover_max or the byte budget: nothing replayed */
+    const pl_history_page_t *older, *recent; /* never NULL */
+} chat_refill_res_t;
+typedef void (*chat_refill_fn)(void *arg, const chat_refill_res_t *res);
+
+/* Limits and metrics (ids; -1 until chat_refill_start). */
+extern int chat_m_gap_events, chat_m_refill_redis, chat_m_refill_mysql;
+extern int chat_l_recover_max, chat_l_stream_queue, chat_l_history_wait, chat_l_redis_queue;
+/* Worker start: registers the series and limit names above. */
+void chat_refill_start(pl_metrics_t *m);
+/* Worker stop, before the pools are freed: ends refills waiting to retry. */
+void chat_refill_stop(void);
+/* Refills (after, upto] of room (upto < 0: up to the room's seq key, read
+ * first). Returns -1 at once when Redis is down (cb not called); else cb
+ * is called exactly once, possibly before this returns. */
+int chat_refill(proto_t *p, const char *room, int64_t after, int64_t upto, chat_refill_fn cb,
+                void *arg);
+/* The bytes a refill or join recovery may replay (send_buffer_limit / 4). */
+size_t chat_refill_byte_budget(const proto_t *p);
+/* {"ev":"gap","room":R,"from":F,"to":T} as a frame (one reference, the caller's). */
+pl_frame_t *chat_gap_frame(const char *room, int64_t from, int64_t to);
+
 /* ---- deliver.c: the pl_bus handlers (decode, route into stream.c) ---- */
 
 void chat_on_bus_message(void *arg, const char *channel, size_t chlen, const char *payload,
@@ -193,6 +228,7 @@ void chat_on_bus_message(void *arg, const char *channel, size_t chlen, const cha
 void chat_on_bus_subscribed(void *arg, const char *channel);
 void chat_on_bus_sub_down(void *arg);
 void chat_on_bus_cmd_up(void *arg);
+void chat_on_bus_queue_full(void *arg);
 
 /* ---- join.c ---- */
 

@@ -195,6 +195,12 @@ void chat_count(int id, int64_t n)
         pl_metrics_add(metrics, id, n);
 }
 
+void chat_limit(int id)
+{
+    if (metrics)
+        pl_metrics_limit(metrics, id);
+}
+
 static void session_unref(session_t *s)
 {
     if (--s->refs > 0)
@@ -485,6 +491,7 @@ static int on_worker_start(pl_worker_t *w)
                                 "Error replies from Redis to chat commands.");
     }
     chat_presence_start();
+    chat_refill_start(metrics);
     snprintf(p->origin, sizeof(p->origin), "%.120s.%d", w->node_id, (int)getpid());
     if (pl_auth_load_secret(w->cfg, &p->secret, &p->secret_len) < 0) {
         /* A named secret file that cannot be read is a configuration that
@@ -508,6 +515,7 @@ static int on_worker_start(pl_worker_t *w)
         .on_subscribed = chat_on_bus_subscribed,
         .on_sub_down = chat_on_bus_sub_down,
         .on_cmd_up = chat_on_bus_cmd_up,
+        .on_queue_full = chat_on_bus_queue_full,
     };
     p->bus = pl_bus_new(w->base, w->cfg->redis_url, control, &h);
     if (p->bus == NULL) {
@@ -517,6 +525,7 @@ static int on_worker_start(pl_worker_t *w)
         free(p);
         return -1;
     }
+    pl_bus_set_queue_max(p->bus, (unsigned)w->cfg->redis_queue_max);
     pl_map_init(&p->sends);
     p->db = w->cfg->mysql_url[0] ? pl_db_new(w->base, w->cfg->mysql_url, (int)w->cfg->mysql_pool)
                                  : NULL;
@@ -539,6 +548,7 @@ static void on_worker_stop(pl_worker_t *w)
     event_free(p->beat);
     event_free(p->refetch);
     p->refetch = NULL;
+    chat_refill_stop();
     /* pending floor and history lookups end with PL_DB_ECLOSED (failing
      * their sends/requests), then Redis callbacks run with NULL */
     pl_db_free(p->db);

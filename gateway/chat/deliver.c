@@ -98,3 +98,9 @@ void chat_on_bus_cmd_up(void *arg)
     chat_on_beat(-1, 0, p);     /* a restarted Redis may have lost presence: refresh now */
     chat_stream_refetch(p);
 }
+
+void chat_on_bus_queue_full(void *arg)
+{
+    (void)arg;
+    chat_limit(chat_l_redis_queue);
+}

@@ -17,6 +17,11 @@
 
 #define ADD_LIT(b, s) pl_buf_add((b), (s), sizeof(s) - 1)
 
+/* History requests of this worker (one per process) waiting for MySQL,
+ * each holding its Redis part: at most history_wait_max, the rest answer
+ * unavailable at once (a stalled MySQL must not pile up megabytes). */
+static int64_t waiting;
+
 /* recent is the Redis part (lent by its callback or kept in q->recent). */
 static void history_reply(req_t *q, const pl_history_page_t *older, const pl_history_page_t *recent,
                           int more)
@@ -67,6 +72,7 @@ static int64_t oldest_seq(const pl_history_page_t *older, const pl_history_page_
 static void on_history_older(void *arg, int status, pl_history_page_t *page)
 {
     req_t *q = arg;
+    waiting--;
     if (status < 0) {
         chat_req_error(q, "unavailable", "archive unavailable");
         chat_req_free(q);
@@ -99,7 +105,14 @@ static void on_history(void *arg, int status, pl_history_page_t *page)
     int older_limit;
     proto_t *p = q->s->p;
     if (pl_history_older_needed(page, q->before, q->limit, &older_before, &older_limit)) {
+        if (waiting >= p->w->cfg->history_wait_max) {
+            chat_limit(chat_l_history_wait);
+            chat_req_error(q, "unavailable", "too many history requests waiting for the archive");
+            chat_req_free(q);
+            return;
+        }
         /* keep the Redis part: the page only lives during this callback */
+        waiting++;
         pl_history_page_keep(&q->recent, page);
         pl_history_older(p->db, q->room, older_before, older_limit, on_history_older, q);
         return;

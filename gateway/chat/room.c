@@ -22,6 +22,24 @@ void pl_mqueue_push(pl_mqueue_t *q, int64_t seq, uint64_t origin_conn, pl_frame_
     q->v[q->n].origin_conn = origin_conn;
     q->v[q->n].f = pl_frame_ref(f);
     q->n++;
+    q->bytes += f->len;
+}
+
+int pl_mqueue_full(const pl_mqueue_t *q, size_t max_n, size_t max_bytes)
+{
+    return q->n >= max_n || q->bytes >= max_bytes;
+}
+
+void pl_mqueue_shift(pl_mqueue_t *q, size_t k)
+{
+    if (k > q->n)
+        k = q->n;
+    for (size_t i = 0; i < k; i++) {
+        q->bytes -= q->v[i].f->len;
+        pl_frame_unref(q->v[i].f);
+    }
+    memmove(q->v, q->v + k, (q->n - k) * sizeof(*q->v));
+    q->n -= k;
 }
 
 void pl_mqueue_clear(pl_mqueue_t *q)
@@ -31,6 +49,7 @@ void pl_mqueue_clear(pl_mqueue_t *q)
     free(q->v);
     q->v = NULL;
     q->n = q->cap = 0;
+    q->bytes = 0;
 }
 
 /* ---- rooms ---- */

@@ -26,11 +26,18 @@ typedef struct pl_qmsg {
     pl_frame_t *f;        /* one reference held by the queue */
 } pl_qmsg_t;
 
+/* Bounded by its users (stream.c: stream_queue_max messages and
+ * send_buffer_limit bytes, checked with pl_mqueue_full before a push). */
 typedef struct pl_mqueue {
     pl_qmsg_t *v;
     size_t n, cap;
+    size_t bytes; /* frame bytes referenced by the queue */
 } pl_mqueue_t;
 
+/* 1 when q holds max_n messages or max_bytes bytes already. */
+int pl_mqueue_full(const pl_mqueue_t *q, size_t max_n, size_t max_bytes);
+/* Drops the first k entries (their references), keeping the rest in order. */
+void pl_mqueue_shift(pl_mqueue_t *q, size_t k);
 /* Appends (takes a new reference on f). */
 void pl_mqueue_push(pl_mqueue_t *q, int64_t seq, uint64_t origin_conn, pl_frame_t *f);
 /* Drops every reference and empties the queue. */
@@ -75,7 +82,8 @@ typedef struct pl_room {
     int64_t max_acked;   /* highest seq a send from this worker got (seq floor hint) */
     int fetching;        /* a base/catch-up fetch is in flight */
     int subscribed;      /* the channel subscription is confirmed */
-    pl_mqueue_t pending; /* live messages that arrived while ROOM_WAIT */
+    pl_mqueue_t pending; /* live messages that arrived while ROOM_WAIT (bounded) */
+    int dropped;         /* pending overflowed since the last fetch: its gap is refetched */
     void *waiters;       /* joins waiting for ROOM_READY (stream.c's req_t list) */
     uint64_t gen;        /* incarnation, set by stream.c: stale fetch replies are ignored */
 } pl_room_t;

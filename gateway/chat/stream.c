@@ -35,13 +35,31 @@
 
 /* Hands one message of the room stream to every local member except the
  * origin connection. The frame is shared: one reference per queue. */
+/* Queues a live message (or gap event) on a recovering member; past
+ * stream_queue_max or send_buffer_limit the member cannot catch up: its
+ * connection closes with 1013 (the client rejoins with since). */
+static void member_hold(pl_member_t *m, int64_t seq, pl_frame_t *f, uint64_t origin)
+{
+    const pl_gw_config_t *cfg = ((pl_conn_t *)m->conn)->w->cfg;
+    if (pl_mqueue_full(&m->q, (size_t)cfg->stream_queue_max, (size_t)cfg->send_buffer_limit)) {
+        if (m->q.n > 0) {
+            chat_limit(chat_l_stream_queue);
+            pl_conn_close(m->conn, PL_WS_CLOSE_TRY_AGAIN, "recovery queue full	limit=%s room=%s",
+                          "stream_queue_max", m->room->name);
+            pl_mqueue_clear(&m->q);
+        }
+        return;
+    }
+    pl_mqueue_push(&m->q, seq, origin, f);
+}
+
 static void fanout_msg(pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin)
 {
     pl_member_t *next;
     for (pl_member_t *m = r->members; m; m = next) {
         next = m->rnext;
         if (m->recovering) {
-            pl_mqueue_push(&m->q, seq, origin, f);
+            member_hold(m, seq, f, origin);
             continue;
         }
         if (seq <= m->cursor)
@@ -52,6 +70,31 @@ static void fanout_msg(pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin
             chat_count(chat_m_deliveries, 1);
         }
     }
+}
+
+/* Tells every local member that from..to of the room's stream will not
+ * come (issue 13: never a silent jump); a recovering member gets it after
+ * its recovery, when its cursor is still below to. */
+static void fanout_gap(pl_room_t *r, int64_t from, int64_t to)
+{
+    pl_log_warn("messages lost to this worker, gap announced\troom=%s from=%" PRId64 " to=%" PRId64
+                " members=%zu",
+                r->name, from, to, r->nmembers);
+    pl_frame_t *f = chat_gap_frame(r->name, from, to);
+    pl_member_t *next;
+    for (pl_member_t *m = r->members; m; m = next) {
+        next = m->rnext;
+        if (m->recovering) {
+            member_hold(m, to, f, 0);
+            continue;
+        }
+        if (to <= m->cursor)
+            continue;
+        m->cursor = to;
+        pl_conn_send_frame(m->conn, f);
+        chat_count(chat_m_gap_events, 1);
+    }
+    pl_frame_unref(f);
 }
 
 void chat_user_fanout(proto_t *p, const char *user, pl_frame_t *f, uint64_t origin, int is_msg)
@@ -103,7 +146,10 @@ static void release_member(pl_member_t *m)
     pl_mqueue_clear(&mq);
 }
 
-static void on_recover(void *arg, int status, pl_history_page_t *page)
+/* The join's recovery (since, upto] (refill.c, bounded): replays what
+ * exists; past recover_max or the byte budget nothing, recovered:false
+ * (the client pages back with history). */
+static void on_recover(void *arg, const chat_refill_res_t *res)
 {
     req_t *q = arg;
     session_t *s = q->s;
@@ -113,25 +159,28 @@ static void on_recover(void *arg, int status, pl_history_page_t *page)
         chat_req_free(q);
         return;
     }
-    if (status < 0) {
+    if (res->status < 0) {
         m->recovering = 0;
         chat_leave_member(p, s, m);
         chat_req_error(q, "unavailable", "redis unavailable");
         chat_req_free(q);
         return;
     }
-    int recovered = 1;
+    int recovered = !res->over;
     int64_t expect = q->since + 1;
-    for (size_t i = 0; i < page->n; i++) {
-        pl_hmsg_t *h = &page->v[i];
-        if (h->seq <= m->cursor || (q->upto >= 0 && h->seq > q->upto))
-            continue;
-        if (h->seq > expect)
-            recovered = 0;
-        pl_conn_send_text(s->c, h->json, h->len);
-        chat_count(chat_m_deliveries, 1);
-        m->cursor = h->seq;
-        expect = h->seq + 1;
+    for (int part = 0; part < 2; part++) {
+        const pl_history_page_t *page = part == 0 ? res->older : res->recent;
+        for (size_t i = 0; i < page->n; i++) {
+            const pl_hmsg_t *h = &page->v[i];
+            if (h->seq <= m->cursor || (q->upto >= 0 && h->seq > q->upto))
+                continue;
+            if (h->seq > expect)
+                recovered = 0;
+            pl_conn_send_text(s->c, h->json, h->len);
+            chat_count(chat_m_deliveries, 1);
+            m->cursor = h->seq;
+            expect = h->seq + 1;
+        }
     }
     int64_t seq = q->upto >= 0 ? q->upto : m->cursor;
     if (q->upto >= 0 && expect <= q->upto)
@@ -186,7 +235,7 @@ static void join_ready(proto_t *p, req_t *q)
     m->recovering = 1;
     m->cursor = q->since;
     q->upto = head;
-    if (pl_history_range(p->bus, q->room, q->since, q->upto, on_recover, q) < 0) {
+    if (chat_refill(p, q->room, q->since, q->upto, on_recover, q) < 0) {
         m->recovering = 0;
         chat_leave_member(p, s, m);
         chat_req_error(q, "unavailable", "redis unavailable");
@@ -232,19 +281,14 @@ static void drain_pending(proto_t *p, pl_room_t *r, int accept_gap)
         if (m->seq > r->last_seq + 1) {
             if (!accept_gap)
                 break;
-            pl_log_warn("messages lost to this worker (trimmed)\troom=%s from=%" PRId64
-                        " to=%" PRId64,
-                        r->name, r->last_seq + 1, m->seq - 1);
+            fanout_gap(r, r->last_seq + 1, m->seq - 1);
         }
         fanout_msg(r, m->seq, m->f, m->origin_conn);
         r->last_seq = m->seq;
     }
     if (i < q->n) {
         /* keep the rest, fetch what is missing before them */
-        for (size_t k = 0; k < i; k++)
-            pl_frame_unref(q->v[k].f);
-        memmove(q->v, q->v + i, (q->n - i) * sizeof(*q->v));
-        q->n -= i;
+        pl_mqueue_shift(q, i);
         r->stream = ROOM_WAIT;
         start_fetch(p, r);
         return;
@@ -312,7 +356,9 @@ static void on_base(void *arg, redisReply *rep)
     drain_pending(p, r, 0);
 }
 
-static void on_catchup(void *arg, int status, pl_history_page_t *page)
+/* The room's refill (refill.c): a gap event for what cannot come, then
+ * the messages in seq order, then the live ones held meanwhile. */
+static void on_catchup(void *arg, const chat_refill_res_t *res)
 {
     fetch_t *f = arg;
     proto_t *p = f->p;
@@ -320,25 +366,46 @@ static void on_catchup(void *arg, int status, pl_history_page_t *page)
     free(f);
     if (r == NULL)
         return;
-    if (status < 0) {
+    if (res->status < 0) {
         schedule_refetch(p);
         fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return;
     }
-    for (size_t i = 0; i < page->n; i++) {
-        pl_hmsg_t *h = &page->v[i];
-        if (h->seq <= r->last_seq)
-            continue;
-        if (h->seq > r->last_seq + 1)
-            pl_log_warn("messages lost to this worker (trimmed)\troom=%s from=%" PRId64
-                        " to=%" PRId64,
-                        r->name, r->last_seq + 1, h->seq - 1);
-        pl_frame_t *fr = pl_frame_new(PL_WS_TEXT, h->json, h->len);
-        fanout_msg(r, h->seq, fr, fetched_origin(p, h));
-        pl_frame_unref(fr);
-        r->last_seq = h->seq;
+    if (res->gap_from > r->last_seq) {
+        /* live messages held meanwhile may already cover the range's end
+         * (published between the subscription and the seq read) */
+        int64_t to = res->gap_to;
+        for (size_t i = 0; i < r->pending.n; i++)
+            if (r->pending.v[i].seq > r->last_seq) {
+                if (r->pending.v[i].seq <= to)
+                    to = r->pending.v[i].seq - 1;
+                break;
+            }
+        if (to >= res->gap_from) {
+            fanout_gap(r, res->gap_from, to);
+            r->last_seq = to;
+        }
     }
-    drain_pending(p, r, 1);
+    for (int part = 0; part < 2; part++) {
+        const pl_history_page_t *page = part == 0 ? res->older : res->recent;
+        for (size_t i = 0; i < page->n; i++) {
+            const pl_hmsg_t *h = &page->v[i];
+            if (h->seq <= r->last_seq)
+                continue;
+            if (h->seq > r->last_seq + 1)
+                fanout_gap(r, r->last_seq + 1, h->seq - 1);
+            pl_frame_t *fr = pl_frame_new(PL_WS_TEXT, h->json, h->len);
+            fanout_msg(r, h->seq, fr, fetched_origin(p, h));
+            pl_frame_unref(fr);
+            r->last_seq = h->seq;
+        }
+    }
+    /* the refill covered up to the seq read after subscribing: a gap still
+     * at the front of pending is accepted (announced), unless pending
+     * overflowed meanwhile (those messages exist: fetch again) */
+    int accept = !r->dropped;
+    r->dropped = 0;
+    drain_pending(p, r, accept);
 }
 
 /* Gets the room READY: the base seq on first use, else every message
@@ -361,7 +428,8 @@ static void start_fetch(proto_t *p, pl_room_t *r)
         size_t lens[] = {3, strlen(key)};
         rc = pl_bus_command(p->bus, on_base, f, 2, argv, lens);
     } else {
-        rc = pl_history_range(p->bus, r->name, r->last_seq, -1, on_catchup, f);
+        r->dropped = 0;
+        rc = chat_refill(p, r->name, r->last_seq, -1, on_catchup, f);
     }
     if (rc < 0) {
         free(f);
@@ -406,16 +474,35 @@ void chat_stream_close(proto_t *p, pl_room_t *r)
     pl_room_drop(&p->rooms, r);
 }
 
+/* Holds a live message while the room waits. Past stream_queue_max or
+ * send_buffer_limit it is dropped: it is stored, so the refill after the
+ * fetch reads it instead (r->dropped: that gap is refetched, never
+ * accepted). */
+static void room_hold(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin)
+{
+    const pl_gw_config_t *cfg = p->w->cfg;
+    if (pl_mqueue_full(&r->pending, (size_t)cfg->stream_queue_max,
+                       (size_t)cfg->send_buffer_limit)) {
+        if (!r->dropped)
+            pl_log_warn("room queue full, live messages left to the refill\troom=%s seq=%" PRId64,
+                        r->name, seq);
+        chat_limit(chat_l_stream_queue);
+        r->dropped = 1;
+        return;
+    }
+    pl_mqueue_push(&r->pending, seq, origin, f);
+}
+
 void chat_stream_msg(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin)
 {
     if (r->stream != ROOM_READY) {
-        pl_mqueue_push(&r->pending, seq, origin, f);
+        room_hold(p, r, seq, f, origin);
         return;
     }
     if (seq <= r->last_seq)
         return; /* already delivered (catch-up overlap or a duplicate publish) */
     if (seq > r->last_seq + 1) {
-        pl_mqueue_push(&r->pending, seq, origin, f);
+        room_hold(p, r, seq, f, origin);
         start_fetch(p, r);
         return;
     }
@@ -495,13 +582,27 @@ typedef struct dmfetch {
     char key[PL_USER_MAX + PL_ROOM_MAX + 2];
 } dmfetch_t;
 
+/* Tells the user's connections that from..to of a dm room will not come. */
+static void dm_gap(proto_t *p, dmstream_t *d, int64_t from, int64_t to)
+{
+    pl_log_warn("dms lost to this worker, gap announced\tuser=%s room=%s from=%" PRId64
+                " to=%" PRId64,
+                d->user, d->room, from, to);
+    pl_frame_t *f = chat_gap_frame(d->room, from, to);
+    const pl_user_conns_t *u = pl_user_get(&p->rooms, d->user);
+    chat_count(chat_m_gap_events, u ? (int64_t)u->n : 0);
+    chat_user_fanout(p, d->user, f, 0, 0);
+    pl_frame_unref(f);
+    if (to > d->last)
+        d->last = to;
+}
+
 static void dm_deliver(proto_t *p, dmstream_t *d, int64_t seq, pl_frame_t *f, uint64_t origin)
 {
     if (seq <= d->last)
         return;
     if (d->last > 0 && seq > d->last + 1)
-        pl_log_warn("dms lost to this worker\tuser=%s room=%s from=%" PRId64 " to=%" PRId64,
-                    d->user, d->room, d->last + 1, seq - 1);
+        dm_gap(p, d, d->last + 1, seq - 1);
     d->last = seq;
     chat_user_fanout(p, d->user, f, origin, 1);
 }
@@ -516,19 +617,39 @@ static void dm_release(proto_t *p, dmstream_t *d)
     pl_mqueue_clear(&q);
 }
 
-static void on_dm_fetch(void *arg, int status, pl_history_page_t *page)
+static int dm_fetch(proto_t *p, dmstream_t *d, const char *key);
+
+static void on_dm_fetch(void *arg, const chat_refill_res_t *res)
 {
     dmfetch_t *df = arg;
     proto_t *p = df->p;
+    char key[sizeof(df->key)];
+    memcpy(key, df->key, sizeof(key));
     dmstream_t *d = pl_map_get(&p->dms, df->key);
     free(df);
     if (d == NULL)
         return; /* the user left this worker meanwhile */
     d->fetching = 0;
-    for (size_t i = 0; status == 0 && i < page->n; i++) {
-        pl_frame_t *f = pl_frame_new(PL_WS_TEXT, page->v[i].json, page->v[i].len);
-        dm_deliver(p, d, page->v[i].seq, f, fetched_origin(p, &page->v[i]));
-        pl_frame_unref(f);
+    if (res->status == 0 && res->gap_from > d->last) {
+        int64_t to = res->gap_to; /* DMs held meanwhile may cover its end */
+        if (d->pending.n > 0 && d->pending.v[0].seq > d->last && d->pending.v[0].seq <= to)
+            to = d->pending.v[0].seq - 1;
+        if (to >= res->gap_from)
+            dm_gap(p, d, res->gap_from, to);
+    }
+    for (int part = 0; res->status == 0 && part < 2; part++) {
+        const pl_history_page_t *page = part == 0 ? res->older : res->recent;
+        for (size_t i = 0; i < page->n; i++) {
+            pl_frame_t *f = pl_frame_new(PL_WS_TEXT, page->v[i].json, page->v[i].len);
+            dm_deliver(p, d, page->v[i].seq, f, fetched_origin(p, &page->v[i]));
+            pl_frame_unref(f);
+        }
+    }
+    /* DMs dropped from a full queue exist: fetch again before releasing */
+    if (res->status == 0 && d->dropped) {
+        d->dropped = 0;
+        if (dm_fetch(p, d, key) == 0)
+            return;
     }
     dm_release(p, d);
 }
@@ -541,7 +662,7 @@ static int dm_fetch(proto_t *p, dmstream_t *d, const char *key)
     dmfetch_t *df = pl_xcalloc(1, sizeof(*df));
     df->p = p;
     snprintf(df->key, sizeof(df->key), "%s", key);
-    if (pl_history_range(p->bus, d->room, d->last, -1, on_dm_fetch, df) < 0) {
+    if (chat_refill(p, d->room, d->last, -1, on_dm_fetch, df) < 0) {
         free(df);
         return -1;
     }
@@ -590,7 +711,14 @@ void chat_stream_dm(proto_t *p, const char *user, const char *room, size_t room_
     if (d == NULL)
         return;
     if (d->fetching || (d->last > 0 && seq > d->last + 1)) {
-        pl_mqueue_push(&d->pending, seq, origin, f);
+        const pl_gw_config_t *cfg = p->w->cfg;
+        if (pl_mqueue_full(&d->pending, (size_t)cfg->stream_queue_max,
+                           (size_t)cfg->send_buffer_limit)) {
+            chat_limit(chat_l_stream_queue);
+            d->dropped = 1; /* stored: the next fetch reads it */
+        } else {
+            pl_mqueue_push(&d->pending, seq, origin, f);
+        }
         if (dm_fetch(p, d, key) < 0)
             dm_release(p, d); /* Redis down: deliver what we have, gap and all */
         return;

@@ -201,6 +201,39 @@ static void render_series(pl_buf_t *b, const char *name, const char *type, const
     }
 }
 
+/* A registered series; a name with labels, `base{k="v"}`, is one series
+ * of the family base: HELP/TYPE once (for its first registered member),
+ * the per-worker series get worker="N" added to its labels. */
+static void render_extra(pl_buf_t *b, int id)
+{
+    size_t off = offsetof(pl_metrics_t, extra) + (size_t)id * sizeof(int64_t);
+    const char *name = extras[id].name, *brace = strchr(name, '{');
+    size_t nl = strlen(name);
+    if (brace == NULL || nl < 3 || name[nl - 1] != '}' || nl > 160) {
+        render_series(b, name, extras[id].type, extras[id].help, off);
+        return;
+    }
+    char base[128], labels[160];
+    size_t bl = (size_t)(brace - name);
+    snprintf(base, sizeof(base), "%.*s", (int)bl, name);
+    int first = 1;
+    for (int k = 0; k < id && first; k++)
+        if (strncmp(extras[k].name, name, bl + 1) == 0)
+            first = 0;
+    if (first)
+        pl_prom_head(b, base, extras[id].type, extras[id].help);
+    int64_t total = 0;
+    for (int s = 0; s < nslots; s++)
+        total += slot_sum(s, off);
+    snprintf(labels, sizeof(labels), "%.*s", (int)(nl - bl - 2), brace + 1);
+    pl_prom_int(b, base, labels, total);
+    for (int s = 0; s < nslots; s++) {
+        char wl[192];
+        snprintf(wl, sizeof(wl), "%s,worker=\"%d\"", labels, s);
+        pl_prom_int(b, base, wl, slot_sum(s, off));
+    }
+}
+
 void pl_metrics_render(struct evbuffer *out)
 {
     if (blocks == NULL)
@@ -209,8 +242,7 @@ void pl_metrics_render(struct evbuffer *out)
     for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
         render_series(&b, scalars[i].name, scalars[i].type, scalars[i].help, scalars[i].offset);
     for (int id = 0; id < nextras; id++)
-        render_series(&b, extras[id].name, extras[id].type, extras[id].help,
-                      offsetof(pl_metrics_t, extra) + (size_t)id * sizeof(int64_t));
+        render_extra(&b, id);
     for (int r = 0; r < PL_HS_NREASONS; r++)
         render_labelled(&b, "parley_handshake_failures_total", "counter",
                         "HTTP requests that did not become a WebSocket, by reason.", "reason",

@@ -21,6 +21,10 @@
  *    spot below and one line in the table in metrics.c; bump it with
  *    w->metrics->field++.
  * Either way it is summed over workers and rendered with per-worker series.
+ * A registered name may carry labels, `parley_x_total{source="redis"}`:
+ * each label set is registered as its own series and rendered as one
+ * family (HELP/TYPE once, from the first one registered). Families must
+ * be registered next to each other.
  */
 #ifndef PL_METRICS_H
 #define PL_METRICS_H

@@ -56,6 +56,7 @@ struct pl_bus {
     pl_map_t chans; /* channel -> chan_t */
     int freeing;
     unsigned inflight;    /* commands sent on cmd and not answered */
+    unsigned queue_max;   /* bound on inflight (0 = none): past it commands are refused */
     uint64_t progress_ms; /* last reply, or the send that started the current wait */
     struct event *watchdog;
 };
@@ -423,11 +424,21 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     free(p);
 }
 
+void pl_bus_set_queue_max(pl_bus_t *bus, unsigned max)
+{
+    bus->queue_max = max;
+}
+
 int pl_bus_command(pl_bus_t *bus, pl_bus_reply_fn fn, void *arg, int argc, const char **argv,
                    const size_t *argvlen)
 {
     if (!bus->cmd.up || bus->cmd.ac == NULL)
         return -1;
+    if (bus->queue_max && bus->inflight >= bus->queue_max) {
+        if (bus->h.on_queue_full)
+            bus->h.on_queue_full(bus->h.arg);
+        return -1;
+    }
     pending_t *p = pl_xmalloc(sizeof(*p));
     p->bus = bus;
     p->fn = fn;

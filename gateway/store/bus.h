@@ -34,6 +34,9 @@ typedef struct pl_bus_handlers {
     void (*on_sub_down)(void *arg);
     /* The command connection is (re)established. */
     void (*on_cmd_up)(void *arg);
+    /* A command was refused because queue_max commands are in flight
+     * (pl_bus_set_queue_max); optional. */
+    void (*on_queue_full)(void *arg);
 } pl_bus_handlers_t;
 
 /* Creates the bus and starts connecting. url: a redis_url as
@@ -51,8 +54,15 @@ int pl_bus_ready(const pl_bus_t *bus);
 /* 1 when the subscription connection is up. */
 int pl_bus_sub_ready(const pl_bus_t *bus);
 
+/* Bounds the command queue: at most max commands sent and not yet
+ * answered (0 = no bound). Past it pl_bus_command refuses at once, so a
+ * stalled Redis or a flood of requests cannot grow hiredis's buffers
+ * without end. */
+void pl_bus_set_queue_max(pl_bus_t *bus, unsigned max);
+
 /* Sends a command. Returns -1 at once (fn is not called) when the
- * command connection is down; else fn is called exactly once later. */
+ * command connection is down or the queue is full; else fn is called
+ * exactly once later. */
 int pl_bus_command(pl_bus_t *bus, pl_bus_reply_fn fn, void *arg, int argc, const char **argv,
                    const size_t *argvlen);
 

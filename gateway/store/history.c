@@ -254,24 +254,26 @@ int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit
     return 0;
 }
 
-int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upto, pl_history_fn cb,
-                     void *arg)
+int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upto, int limit,
+                     pl_history_fn cb, void *arg)
 {
-    char key[PL_KEY_MAX], min[32], max[32];
+    char key[PL_KEY_MAX], min[32], max[32], lim[16];
     pl_key_recent(key, room);
     snprintf(min, sizeof(min), "(%" PRId64, after);
     if (upto >= 0)
         snprintf(max, sizeof(max), "%" PRId64, upto);
     else
         snprintf(max, sizeof(max), "+inf");
-    const char *argv[] = {"ZRANGEBYSCORE", key, min, max};
-    size_t lens[4];
-    for (int i = 0; i < 4; i++)
+    snprintf(lim, sizeof(lim), "%d", limit > 0 ? limit : 1);
+    /* bounded: one reply never holds more than limit messages */
+    const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "LIMIT", "0", lim};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
     hreq_t *q = pl_xcalloc(1, sizeof(*q));
     q->cb = cb;
     q->arg = arg;
-    if (pl_bus_command(bus, on_zrange, q, 4, argv, lens) < 0) {
+    if (pl_bus_command(bus, on_zrange, q, 7, argv, lens) < 0) {
         free(q);
         return -1;
     }

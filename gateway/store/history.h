@@ -75,10 +75,11 @@ typedef void (*pl_history_fn)(void *arg, int status, pl_history_page_t *page);
 int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit, pl_history_fn cb,
                       void *arg);
 
-/* Messages with after < seq <= upto (upto < 0: no upper bound), oldest
- * first, for recovery. Returns -1 at once when Redis is down. */
-int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upto, pl_history_fn cb,
-                     void *arg);
+/* The oldest up to limit (>= 1) messages with after < seq <= upto (upto
+ * < 0: no upper bound), oldest first, for recovery and refills (LIMIT in
+ * Redis: the reply is bounded). Returns -1 at once when Redis is down. */
+int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upto, int limit,
+                     pl_history_fn cb, void *arg);
 
 /* THE SEAM, pure: the client asked for limit messages before `before`
  * (<= 0: newest) and Redis returned page. Returns 1 when an older part

@@ -56,6 +56,10 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.max_connections_per_ip, 0);
     CU_ASSERT_STRING_EQUAL(c.trusted_proxies, "");
     CU_ASSERT_EQUAL(c.presence_events_max, 200);
+    CU_ASSERT_EQUAL(c.recover_max, 500);
+    CU_ASSERT_EQUAL(c.stream_queue_max, 10000);
+    CU_ASSERT_EQUAL(c.history_wait_max, 32);
+    CU_ASSERT_EQUAL(c.redis_queue_max, 20000);
     pl_config_free(pl_gw_options, &c);
     CU_ASSERT_PTR_NULL(c.listen);
 }
@@ -73,7 +77,7 @@ static void test_table_shape(void)
         for (const pl_opt_t *p = pl_gw_options; p != o; p++)
             CU_ASSERT(strcmp(p->name, o->name) != 0);
     }
-    CU_ASSERT_EQUAL(n, 30); /* a new key: add its default to test_defaults */
+    CU_ASSERT_EQUAL(n, 34); /* a new key: add its default to test_defaults */
 }
 
 static void ok_value(const char *key, const char *value)
@@ -106,6 +110,13 @@ static void bad_value(const char *key, const char *value)
 
 static void test_bounds(void)
 {
+    ok_value("recover_max", "1000"); /* a refill's MariaDB part is one page (PL_DB_HISTORY_MAX) */
+    bad_value("recover_max", "1001");
+    bad_value("recover_max", "0");
+    bad_value("stream_queue_max", "15");
+    ok_value("history_wait_max", "1024");
+    bad_value("history_wait_max", "0");
+    bad_value("redis_queue_max", "15");
     ok_value("workers", "256");
     ok_value("presence_events_max", "0"); /* 0: no room gets join/leave events */
     bad_value("presence_events_max", "-1");
