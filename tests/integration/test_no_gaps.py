@@ -1,0 +1,264 @@
+"""
+No silent gaps (issue 13): a worker that falls behind Redis's pub/sub
+output-buffer limit refills its members from the recent zset and MariaDB,
+or tells them with {"ev":"gap","room","from","to"}.
+
+Setup of every test: two nodes with one worker each on their own Redis
+(fresh_redis), Bob joined on node 2, Alice sending from node 1. Node 2's
+worker is stopped (SIGSTOP) while Alice sends 4 KB messages until Redis
+closes the worker's subscription link for exceeding its output-buffer
+limit. To keep the tests fast the test Redis's limit is lowered from the
+default `pubsub 32mb 8mb 60` with CONFIG SET client-output-buffer-limit
+"pubsub 256kb 0 0" (the same mechanism, reached after a few hundred
+messages instead of ~40,000); the test sends in batches and stops as soon
+as CLIENT LIST shows the stopped worker's subscription gone.
+"""
+import asyncio
+import json
+import os
+import re
+import signal
+import time
+
+from lib import pl
+from lib.chatlib import FAST, closeall, login, uniq
+
+TEXT = "x" * 4000
+
+
+def metric(gw, name):
+    status, _, body = gw.http_get("/metrics")
+    assert status == 200
+    m = re.search(r"^%s (\d+)$" % re.escape(name), body.decode(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def pubsub_clients(redis):
+    return len([ln for ln in redis.cli("CLIENT", "LIST", "TYPE", "pubsub").splitlines() if ln])
+
+
+async def send_batch(c, room, n, timeout=60):
+    loop = asyncio.get_running_loop()
+    futs = []
+    for _ in range(n):
+        c.next_id += 1
+        f = loop.create_future()
+        c.replies[c.next_id] = f
+        futs.append(f)
+        await c.ws.send(json.dumps({"op": "send", "id": c.next_id, "room": room, "text": TEXT}))
+    rs = await asyncio.wait_for(asyncio.gather(*futs), timeout)
+    assert all(r["ok"] for r in rs), [r for r in rs if not r["ok"]][:3]
+    return [r["seq"] for r in rs]
+
+
+async def stall_node2(redis, gw2, alice, room, max_msgs=5000):
+    """Stops node 2's worker and sends until Redis dropped its subscription
+    link. Returns (worker pid, seqs acked). The worker stays stopped."""
+    redis.cli("CONFIG", "SET", "client-output-buffer-limit", "pubsub 256kb 0 0")
+    base = pubsub_clients(redis)
+    (pid,) = gw2.worker_pids()
+    os.kill(pid, signal.SIGSTOP)
+    seqs = []
+    while len(seqs) < max_msgs:
+        seqs += await send_batch(alice, room, 100)
+        if pubsub_clients(redis) < base:
+            print(f"subscription dropped after {len(seqs)} messages")
+            return pid, seqs
+    os.kill(pid, signal.SIGCONT)
+    raise AssertionError(f"the subscription link was not dropped after {len(seqs)} messages")
+
+
+async def stream_of(c, room, last, timeout=60):
+    """Bob's msg and gap events of room until seq `last` is covered."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"stream not complete: {summary(out)[-6:]}")
+        try:
+            m = await asyncio.wait_for(c.events.get(), left)
+        except asyncio.TimeoutError:
+            continue
+        if m.get("room") != room or m.get("ev") not in ("msg", "gap"):
+            continue
+        out.append(m)
+        if (m["ev"] == "msg" and m["seq"] >= last) or (m["ev"] == "gap" and m["to"] >= last):
+            return out
+
+
+def summary(events):
+    """Runs of consecutive msg seqs as (first, last), gaps as ("gap", from, to)."""
+    out = []
+    for m in events:
+        if m["ev"] == "gap":
+            out.append(("gap", m["from"], m["to"]))
+        elif out and out[-1][0] != "gap" and out[-1][1] + 1 == m["seq"]:
+            out[-1] = (out[-1][0], m["seq"])
+        else:
+            out.append((m["seq"], m["seq"]))
+    return out
+
+
+def check_covered(events, first, last):
+    """Every seq first..last is either delivered once or inside one gap, in
+    order: never a silent jump. Returns (delivered seqs, gaps)."""
+    expect, seqs, gaps = first, [], []
+    for m in events:
+        if m["ev"] == "msg":
+            assert m["seq"] == expect, f"expected seq {expect}, got {summary(events)}"
+            seqs.append(m["seq"])
+            expect += 1
+        else:
+            assert m["from"] == expect and m["to"] >= m["from"], (expect, m)
+            gaps.append((m["from"], m["to"]))
+            expect = m["to"] + 1
+    assert expect == last + 1, (expect, last)
+    return seqs, gaps
+
+
+async def two_nodes(gateway, redis, room, **opts):
+    o = dict(FAST)
+    o.update(opts)
+    n1 = gateway(node_id="gap-n1", workers=1, redis_url=redis.url, **o)
+    n2 = gateway(node_id="gap-n2", workers=1, redis_url=redis.url, **o)
+    alice = await login(n1, "gap-alice")
+    bob = await login(n2, "gap-bob")
+    await alice.ok("join", room=room)
+    await bob.ok("join", room=room)
+    return n1, n2, alice, bob
+
+
+def wait_archived(db, room, n, timeout=60):
+    pl.wait_for(lambda: int(db.scalar(f"SELECT COUNT(*) FROM messages WHERE room = '{room}'")) >= n,
+                timeout, what=f"archiver to store {n} messages of {room}")
+
+
+async def run_stall(gateway, archiver, fresh_redis, db, caught_up):
+    archiver.ok("migrate", mysql_url=db.url)
+    room = uniq("stall")
+    # history_recent small: once archived, Redis trims to the last 50 and
+    # most of a refill must come from MariaDB
+    n1, n2, alice, bob = await two_nodes(gateway, fresh_redis, room, mysql_url=db.url,
+                                     history_recent=50)
+    arch = archiver("run", redis_url=fresh_redis.url, mysql_url=db.url) if caught_up else None
+    seqs = await send_batch(alice, room, 10)
+    got = await bob.msgs(10, room=room)
+    assert [m["seq"] for m in got] == seqs
+    pid, more = await stall_node2(fresh_redis, n2, alice, room)
+    seqs += more
+    last = seqs[-1]
+    if caught_up:
+        wait_archived(db, room, last)
+        seqs += await send_batch(alice, room, 1)  # trims Redis below the archived marker
+        last = seqs[-1]
+        wait_archived(db, room, last)
+        assert int(fresh_redis.cli("ZCARD", f"parley:{{{room}}}:recent")) < last - 10
+    os.kill(pid, signal.SIGCONT)
+    events = await stream_of(bob, room, last)
+    delivered, gaps = check_covered(events, 11, last)
+    assert gaps == [] and delivered == list(range(11, last + 1))
+    await alice.ok("send", room=room, text="live")
+    m = await bob.event(ev="msg", room=room)
+    assert m["seq"] == last + 1
+    await bob.no_event(0.5, ev="msg")
+    mysql = metric(n2, 'parley_refill_messages_total{source="mysql"}')
+    redis_n = metric(n2, 'parley_refill_messages_total{source="redis"}')
+    assert mysql + redis_n > 0  # the subscription was really lost and refilled
+    if caught_up:
+        assert mysql > 0
+        arch.stop()
+    assert metric(n2, "parley_gap_events_total") == 0
+    await closeall(alice, bob)
+
+
+async def test_stalled_worker_refilled_archiver_caught_up(gateway, archiver, fresh_redis,
+                                                          fresh_database):
+    await run_stall(gateway, archiver, fresh_redis, fresh_database, caught_up=True)
+
+
+async def test_stalled_worker_refilled_archiver_behind(gateway, archiver, fresh_redis,
+                                                       fresh_database):
+    await run_stall(gateway, archiver, fresh_redis, fresh_database, caught_up=False)
+
+
+async def test_stalled_worker_past_recover_max_gets_one_gap(gateway, archiver, fresh_redis,
+                                                            fresh_database):
+    archiver.ok("migrate", mysql_url=fresh_database.url)
+    room = uniq("stallgap")
+    n1, n2, alice, bob = await two_nodes(gateway, fresh_redis, room, mysql_url=fresh_database.url,
+                                     recover_max=20)
+    pid, seqs = await stall_node2(fresh_redis, n2, alice, room)
+    last = seqs[-1]
+    os.kill(pid, signal.SIGCONT)
+    events = await stream_of(bob, room, last)
+    delivered, gaps = check_covered(events, 1, last)
+    # what reached the worker before Redis dropped it, then one gap up to
+    # the room's seq at the refill
+    assert len(gaps) == 1 and gaps[0][1] == last and delivered == list(range(1, gaps[0][0]))
+    assert gaps[0][1] - gaps[0][0] + 1 > 20
+    await alice.ok("send", room=room, text="live")
+    m = await bob.event(ev="msg", room=room)
+    assert m["seq"] == last + 1
+    assert metric(n2, "parley_gap_events_total") == 1
+    # the client pages the gap with history
+    h = await bob.ok("history", room=room, before=gaps[0][0] + 5, limit=5)
+    assert [x["seq"] for x in h["messages"]] == list(range(gaps[0][0], gaps[0][0] + 5))
+    await closeall(alice, bob)
+
+
+async def test_redis_only_trimmed_gives_gap(gateway, fresh_redis):
+    room = uniq("trim")
+    n1, n2, alice, bob = await two_nodes(gateway, fresh_redis, room, history_recent=20)
+    pid, seqs = await stall_node2(fresh_redis, n2, alice, room)
+    last = seqs[-1]
+    os.kill(pid, signal.SIGCONT)
+    events = await stream_of(bob, room, last)
+    delivered, gaps = check_covered(events, 1, last)
+    # Redis holds the last 20: the gap is exactly what it no longer holds
+    assert len(gaps) == 1 and gaps[0][1] == last - 20, gaps
+    assert delivered[-20:] == list(range(last - 19, last + 1))
+    await alice.ok("send", room=room, text="live")
+    assert (await bob.event(ev="msg", room=room))["seq"] == last + 1
+    await closeall(alice, bob)
+
+
+async def test_mariadb_down_during_refill(gateway, archiver, mariadb, fresh_redis, fresh_database):
+    db = fresh_database
+    archiver.ok("migrate", mysql_url=db.url)
+    room, other = uniq("mdown"), uniq("mdown-other")
+    n1, n2, alice, bob = await two_nodes(gateway, fresh_redis, room, mysql_url=db.url,
+                                         history_recent=20)
+    carol = await login(n2, "gap-carol")
+    dave = await login(n1, "gap-dave")
+    await carol.ok("join", room=other)
+    await dave.ok("join", room=other)
+    # the room's first send asks MariaDB for the seq floor: do it while it is up
+    await dave.ok("send", room=other, text="first")
+    await carol.event(ev="msg", room=other)
+    arch = archiver("run", redis_url=fresh_redis.url, mysql_url=db.url)
+    pid, seqs = await stall_node2(fresh_redis, n2, alice, room)
+    wait_archived(db, room, seqs[-1])
+    seqs += await send_batch(alice, room, 1)
+    last = seqs[-1]
+    wait_archived(db, room, last)
+    arch.stop()
+    mariadb.stop()
+    try:
+        os.kill(pid, signal.SIGCONT)
+        # the worker keeps serving other rooms while the refill waits
+        t0 = time.monotonic()
+        await dave.ok("send", room=other, text="other room")
+        m = await carol.event(ev="msg", room=other, timeout=5)
+        assert m["text"] == "other room" and time.monotonic() - t0 < 3
+        events = await stream_of(bob, room, last, timeout=60)
+    finally:
+        mariadb.start()
+    delivered, gaps = check_covered(events, 1, last)
+    # MariaDB stayed down through the retries: a gap for exactly what only
+    # it holds, then the part Redis still has (the last 20)
+    assert len(gaps) == 1 and gaps[0][1] == last - 20, gaps
+    assert delivered[-20:] == list(range(last - 19, last + 1))
+    await alice.ok("send", room=room, text="live")
+    assert (await bob.event(ev="msg", room=room))["seq"] == last + 1
+    await closeall(alice, bob, carol, dave)
