@@ -216,6 +216,8 @@ void chat_refill_stop(void);
  * is called exactly once, possibly before this returns. */
 int chat_refill(proto_t *p, const char *room, int64_t after, int64_t upto, chat_refill_fn cb,
                 void *arg);
+/* Counts a stream refill's messages by source (not join recoveries). */
+void chat_refill_count(const chat_refill_res_t *res);
 /* The bytes a refill or join recovery may replay (send_buffer_limit / 4). */
 size_t chat_refill_byte_budget(const proto_t *p);
 /* {"ev":"gap","room":R,"from":F,"to":T} as a frame (one reference, the caller's). */

@@ -75,6 +75,12 @@ void chat_refill_start(pl_metrics_t *m)
     chat_l_redis_queue = pl_metrics_limit_register("redis_queue_max");
 }
 
+void chat_refill_count(const chat_refill_res_t *res)
+{
+    chat_count(chat_m_refill_mysql, (int64_t)res->older->n);
+    chat_count(chat_m_refill_redis, (int64_t)res->recent->n);
+}
+
 size_t chat_refill_byte_budget(const proto_t *p)
 {
     return (size_t)(p->w->cfg->send_buffer_limit / 4);
@@ -126,8 +132,6 @@ static void finish(refill_t *rf, int status, int64_t gap_from, int64_t gap_to, i
     res.recent = status == 0 && !over ? &rf->recent : &none;
     if (over)
         chat_limit(chat_l_recover_max);
-    chat_count(chat_m_refill_mysql, (int64_t)res.older->n);
-    chat_count(chat_m_refill_redis, (int64_t)res.recent->n);
     unlink_refill(rf);
     if (rf->retry)
         event_free(rf->retry);

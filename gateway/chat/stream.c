@@ -371,6 +371,7 @@ static void on_catchup(void *arg, const chat_refill_res_t *res)
         fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return;
     }
+    chat_refill_count(res);
     if (res->gap_from > r->last_seq) {
         /* live messages held meanwhile may already cover the range's end
          * (published between the subscription and the seq read) */
@@ -630,6 +631,8 @@ static void on_dm_fetch(void *arg, const chat_refill_res_t *res)
     if (d == NULL)
         return; /* the user left this worker meanwhile */
     d->fetching = 0;
+    if (res->status == 0)
+        chat_refill_count(res);
     if (res->status == 0 && res->gap_from > d->last) {
         int64_t to = res->gap_to; /* DMs held meanwhile may cover its end */
         if (d->pending.n > 0 && d->pending.v[0].seq > d->last && d->pending.v[0].seq <= to)
