@@ -53,6 +53,14 @@ static void test_sums_and_gauges(void)
     pl_metrics_add(w1, g, 7);
     pl_metrics_add(w1, -1, 100); /* an unregistered id is a no-op */
 
+    /* a labelled family: one HELP/TYPE, worker="N" added to its labels */
+    int la = pl_metrics_register(w0, "parley_unit_src_total{source=\"a\"}", "counter", "By src.");
+    int lb = pl_metrics_register(w0, "parley_unit_src_total{source=\"b\"}", "counter", "By src.");
+    CU_ASSERT(la >= 0 && lb >= 0 && la != lb);
+    pl_metrics_add(w0, la, 2);
+    pl_metrics_add(w1, la, 3);
+    pl_metrics_add(w1, lb, 4);
+
     int lim = pl_metrics_limit_register("unit_limit");
     CU_ASSERT(lim >= PL_LIMIT_NFIXED);
     CU_ASSERT_EQUAL(pl_metrics_limit_register("unit_limit"), lim);
@@ -71,6 +79,12 @@ static void test_sums_and_gauges(void)
     CU_ASSERT(has_line(page, "parley_close_codes_sent_total{code=\"1001\"} 1"));
     CU_ASSERT(has_line(page, "parley_close_codes_sent_total{code=\"other\"} 1"));
     CU_ASSERT(strstr(page, "worker=\"1\"") != NULL); /* per-worker series too */
+    CU_ASSERT(has_line(page, "# TYPE parley_unit_src_total counter"));
+    CU_ASSERT(strstr(strstr(page, "# TYPE parley_unit_src_total") + 1,
+                     "# TYPE parley_unit_src_total") == NULL);
+    CU_ASSERT(has_line(page, "parley_unit_src_total{source=\"a\"} 5"));
+    CU_ASSERT(has_line(page, "parley_unit_src_total{source=\"a\",worker=\"1\"} 3"));
+    CU_ASSERT(has_line(page, "parley_unit_src_total{source=\"b\"} 4"));
     free(page);
 
     /* worker 1 died: its gauges go, its counters stay (totals are monotonic) */
