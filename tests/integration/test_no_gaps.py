@@ -16,21 +16,13 @@ as CLIENT LIST shows the stopped worker's subscription gone.
 import asyncio
 import json
 import os
-import re
 import signal
 import time
 
 from lib import pl
-from lib.chatlib import FAST, closeall, login, uniq
+from lib.chatlib import FAST, closeall, login, metric, uniq
 
 TEXT = "x" * 4000
-
-
-def metric(gw, name):
-    status, _, body = gw.http_get("/metrics")
-    assert status == 200
-    m = re.search(r"^%s (\d+)$" % re.escape(name), body.decode(), re.M)
-    return int(m.group(1)) if m else 0
 
 
 def pubsub_clients(redis):
@@ -162,13 +154,13 @@ async def run_stall(gateway, archiver, fresh_redis, db, caught_up):
     m = await bob.event(ev="msg", room=room)
     assert m["seq"] == last + 1
     await bob.no_event(0.5, ev="msg")
-    mysql = metric(n2, 'parley_refill_messages_total{source="mysql"}')
-    redis_n = metric(n2, 'parley_refill_messages_total{source="redis"}')
+    mysql = (metric(n2, "parley_refill_messages_total", source="mysql") or 0)
+    redis_n = (metric(n2, "parley_refill_messages_total", source="redis") or 0)
     assert mysql + redis_n > 0  # the subscription was really lost and refilled
     if caught_up:
         assert mysql > 0
         arch.stop()
-    assert metric(n2, "parley_gap_events_total") == 0
+    assert (metric(n2, "parley_gap_events_total") or 0) == 0
     await closeall(alice, bob)
 
 
@@ -200,7 +192,7 @@ async def test_stalled_worker_past_recover_max_gets_one_gap(gateway, archiver, f
     await alice.ok("send", room=room, text="live")
     m = await bob.event(ev="msg", room=room)
     assert m["seq"] == last + 1
-    assert metric(n2, "parley_gap_events_total") == 1
+    assert (metric(n2, "parley_gap_events_total") or 0) == 1
     # the client pages the gap with history
     h = await bob.ok("history", room=room, before=gaps[0][0] + 5, limit=5)
     assert [x["seq"] for x in h["messages"]] == list(range(gaps[0][0], gaps[0][0] + 5))

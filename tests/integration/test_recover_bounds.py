@@ -9,22 +9,17 @@ refusal shows in parley_limit_rejections_total{limit=...}.
 import asyncio
 import json
 import os
-import re
 import signal
 import time
 
 from lib import pl
-from lib.chatlib import FAST, closeall, login, uniq
+from lib.chatlib import FAST, closeall, login, metric, uniq
 
 CTL = "\x01" * 4096  # 4 KiB of control characters: ~24 KB once escaped as \u0001
 
 
 def limit_count(gw, name):
-    status, _, body = gw.http_get("/metrics")
-    assert status == 200
-    m = re.search(r'^parley_limit_rejections_total\{limit="%s"\} (\d+)$' % re.escape(name),
-                  body.decode(), re.M)
-    return int(m.group(1)) if m else 0
+    return metric(gw, "parley_limit_rejections_total", limit=name) or 0
 
 
 async def send_many(c, op, n, timeout=60, **fields):
