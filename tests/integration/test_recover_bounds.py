@@ -12,7 +12,6 @@ import os
 import signal
 import time
 
-from lib import pl
 from lib.chatlib import FAST, closeall, login, metric, uniq
 
 CTL = "\x01" * 4096  # 4 KiB of control characters: ~24 KB once escaped as \u0001
