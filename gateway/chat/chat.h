@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "room.h"
+#include "seqcheck.h"
 #include "worker.h"
 
 #include <event2/event.h>
@@ -44,6 +45,10 @@ typedef struct proto {
     struct event *refetch; /* retries room fetches that failed (Redis LOADING, lost link) */
     pl_db_t *db;           /* MySQL pool (older history, seq floor); NULL = mysql_url off */
     pl_map_t sends;        /* room -> sendorder_t: sends whose seq may need the floor */
+    /* guard.c: room -> guard_t while the room's seq is raised after a
+     * reconnect, and the timer retrying failed raises (made on first use) */
+    pl_map_t guards;
+    struct event *guard_retry;
 } proto_t;
 
 typedef struct session {
@@ -94,6 +99,8 @@ typedef struct dmstream {
     pl_mqueue_t pending;
     char user[PL_USER_MAX + 1];
     char room[PL_ROOM_MAX + 1];
+    /* recent (seq, msg_id) delivered: a duplicate or a regression */
+    pl_seqcheck_t seen;
 } dmstream_t;
 
 /* ---- cmd.c: metrics, requests, replies ---- */
@@ -103,6 +110,8 @@ extern int chat_m_messages;     /* messages stored (send/dm, not cid repeats) */
 extern int chat_m_deliveries;   /* msg events queued to client connections */
 extern int chat_m_unavailable;  /* commands answered unavailable */
 extern int chat_m_redis_errors; /* error replies from Redis */
+/* new messages under seqs already delivered (stream.c) */
+extern int chat_m_seq_regressions;
 void chat_count(int id, int64_t n);
 /* Counts one refusal in parley_limit_rejections_total (id from
  * pl_metrics_limit_register; -1 is a no-op). */
@@ -143,6 +152,10 @@ void chat_auth_reply(session_t *s);
  *   gap at the front of pending   stays WAIT, fetch again from last_seq (a
  *                                 catch-up that cannot fill it accepts it)
  *   live message past a gap       READY -> WAIT, queued, fetch
+ *   live message <= last_seq      a copy: dropped; a new message under
+ *                                 a used seq (seqcheck.h): a regression,
+ *                                 delivered to every member, counted, and
+ *                                 Redis's seq raised back (guard.c)
  *   fetch failed / Redis down     stays WAIT, waiters fail "unavailable" (and
  *                                 leave), the refetch timer retries in 250 ms
  *   subscription link lost        every room -> WAIT, unsubscribed, waiters fail
@@ -242,11 +255,34 @@ void chat_leave_member(proto_t *p, session_t *s, pl_member_t *m);
 /* ---- send.c ---- */
 
 void chat_cmd_send(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+/* Runs a send past the guard (in order behind a room's floor lookup). */
+void chat_send_go(proto_t *p, req_t *q);
 void chat_cmd_dm(proto_t *p, session_t *s, const pl_cmd_t *cmd);
 
 /* ---- history.c ---- */
 
 void chat_cmd_history(proto_t *p, session_t *s, const pl_cmd_t *cmd);
+
+/* ---- guard.c: a room's seq never goes backwards ----
+ *
+ * When the command link comes (back) up, every room and DM stream this
+ * worker knows gets its Redis seq raised to at least the highest seq the
+ * worker delivered or had acknowledged there (then, with MySQL, to
+ * MAX(seq) too) before the worker sends into it again: its sends wait on
+ * the room's guard, or answer unavailable while a failed raise waits for
+ * its retry. */
+
+/* Command link up: raise every known room (pipelined first on the link). */
+void chat_guard_cmd_up(proto_t *p);
+/* Takes q (returns 1) when its room is guarded: held until the raise is
+ * done, or answered unavailable. 0: go ahead. */
+int chat_guard_hold(proto_t *p, req_t *q);
+/* Raises the room's seq key to at least floor (a regression was seen). */
+void chat_guard_raise(proto_t *p, const char *room, int64_t floor);
+/* Heartbeat: keeps the seq keys of local DM streams alive. */
+void chat_guard_keep_dms(proto_t *p);
+/* Worker stop: answers what is held, frees every guard. */
+void chat_guard_stop(proto_t *p);
 
 /* ---- presence.c ---- */
 

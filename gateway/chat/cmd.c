@@ -188,6 +188,8 @@ int chat_m_messages = -1;     /* messages stored (send/dm, not cid repeats) */
 int chat_m_deliveries = -1;   /* msg events queued to client connections */
 int chat_m_unavailable = -1;  /* commands answered unavailable */
 int chat_m_redis_errors = -1; /* error replies from Redis */
+/* new messages under seqs already delivered (stream.c) */
+int chat_m_seq_regressions = -1;
 
 void chat_count(int id, int64_t n)
 {
@@ -489,6 +491,9 @@ static int on_worker_start(pl_worker_t *w)
         chat_m_redis_errors =
             pl_metrics_register(metrics, "parley_chat_redis_errors_total", "counter",
                                 "Error replies from Redis to chat commands.");
+        chat_m_seq_regressions = pl_metrics_register(
+            metrics, "parley_seq_regressions_total", "counter",
+            "Live messages under a seq already delivered (Redis lost a seq); delivered anyway.");
     }
     chat_presence_start();
     chat_refill_start(metrics);
@@ -527,6 +532,7 @@ static int on_worker_start(pl_worker_t *w)
     }
     pl_bus_set_queue_max(p->bus, (unsigned)w->cfg->redis_queue_max);
     pl_map_init(&p->sends);
+    pl_map_init(&p->guards);
     p->db = w->cfg->mysql_url[0] ? pl_db_new(w->base, w->cfg->mysql_url, (int)w->cfg->mysql_pool)
                                  : NULL;
     p->refetch = evtimer_new(w->base, chat_on_refetch, p);
@@ -554,6 +560,7 @@ static void on_worker_stop(pl_worker_t *w)
     pl_db_free(p->db);
     p->db = NULL;
     pl_bus_free(p->bus); /* pending callbacks run with NULL and free their requests */
+    chat_guard_stop(p);
     {
         size_t k;
         for (pl_map_entry_t *e = pl_map_first(&p->sends, &k); e; e = pl_map_next(&p->sends, e, &k))

@@ -95,6 +95,7 @@ void chat_on_bus_cmd_up(void *arg)
 {
     proto_t *p = arg;
     pl_script_load_all(p->bus); /* ahead of every script call on this link */
+    chat_guard_cmd_up(p);       /* then the seq raises, ahead of any send */
     chat_on_beat(-1, 0, p);     /* a restarted Redis may have lost presence: refresh now */
     chat_stream_refetch(p);
 }

@@ -70,10 +70,11 @@ static void presence_member(proto_t *p, const char *user, char *out, size_t n)
 static int presence_call(proto_t *p, const char *op, const char *room, uint64_t conn, int nextra,
                          const char **extra, pl_bus_reply_fn fn, void *arg)
 {
-    char key[PL_KEY_MAX], ukey[PL_KEY_MAX], ch[PL_KEY_MAX], window[16], worker[16], cid[24],
-        ttl[16], emax[24];
+    char key[PL_KEY_MAX], ukey[PL_KEY_MAX], kseq[PL_KEY_MAX], ch[PL_KEY_MAX], window[16],
+        worker[16], cid[24], ttl[16], emax[24];
     pl_key_presence(key, room);
     pl_key_presence_users(ukey, room);
+    pl_key_seq(kseq, room); /* join and refresh keep it alive (seq guard) */
     pl_key_room_channel(ch, room);
     snprintf(window, sizeof(window), "%d", PRESENCE_WINDOW_MS);
     snprintf(worker, sizeof(worker), "%d", p->w->index);
@@ -94,8 +95,8 @@ static int presence_call(proto_t *p, const char *op, const char *room, uint64_t 
     args[PRES_EV_MAX] = emax;
     for (int i = 0; i < nextra && i < 64; i++)
         args[PRES_NARGS + i] = extra[i];
-    const char *keys[] = {key, ukey};
-    int rc = pl_script_call(p->bus, PL_SCRIPT_PRESENCE, 2, keys,
+    const char *keys[] = {key, ukey, kseq};
+    int rc = pl_script_call(p->bus, PL_SCRIPT_PRESENCE, 3, keys,
                             PRES_NARGS + (nextra < 64 ? nextra : 64), args, NULL, fn, arg);
     free(rj);
     return rc;
@@ -135,6 +136,7 @@ void chat_on_beat(evutil_socket_t fd, short what, void *arg)
             free(members);
         }
     }
+    chat_guard_keep_dms(p); /* rooms' seq keys are kept by the refresh above */
 }
 
 static int may_read(session_t *s, const char *room)

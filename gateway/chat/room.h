@@ -18,6 +18,7 @@
 
 #include "frame.h"
 #include "map.h"
+#include "seqcheck.h"
 
 /* ---- queued live messages (room not ready / member recovering) ---- */
 typedef struct pl_qmsg {
@@ -86,6 +87,7 @@ typedef struct pl_room {
     int dropped;         /* pending overflowed since the last fetch: its gap is refetched */
     void *waiters;       /* joins waiting for ROOM_READY (stream.c's req_t list) */
     uint64_t gen;        /* incarnation, set by stream.c: stale fetch replies are ignored */
+    pl_seqcheck_t seen;  /* recent (seq, msg_id) delivered: duplicate or regression */
 } pl_room_t;
 
 typedef struct pl_rooms {

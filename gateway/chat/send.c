@@ -238,13 +238,14 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
 {
     session_t *s = q->s;
     char kseq[PL_KEY_MAX], krecent[PL_KEY_MAX], kcid[PL_KEY_MAX], karch[PL_KEY_MAX];
-    char kblock[PL_KEY_MAX];
+    char kblock[PL_KEY_MAX], kpres[PL_KEY_MAX];
     pl_key_seq(kseq, q->room);
     pl_key_recent(krecent, q->room);
     pl_key_cid(kcid, q->room, s->auth.user, q->cid ? q->cid : "");
     pl_key_archived(karch, q->room);
     pl_key_noseq(kblock, q->room, p->origin, p->w->index);
-    const char *keys[] = {kseq, krecent, kcid, PL_KEY_ARCHIVE, karch, kblock};
+    pl_key_presence(kpres, q->room);
+    const char *keys[SEND_NKEYS] = {kseq, krecent, kcid, PL_KEY_ARCHIVE, karch, kblock, kpres};
 
     char keep[24], ttl[24], worker[16], conn[24], ch1[PL_KEY_MAX], ch2[PL_KEY_MAX];
     snprintf(keep, sizeof(keep), "%" PRId64, p->w->cfg->history_recent);
@@ -282,7 +283,8 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
     for (int i = 0; i < nargs; i++)
         lens[i] = strlen(args[i]);
     lens[SEND_TEXT] = q->text_len;
-    int rc = pl_script_call(p->bus, PL_SCRIPT_SEND, 6, keys, nargs, args, lens, on_send, q);
+    int rc =
+        pl_script_call(p->bus, PL_SCRIPT_SEND, SEND_NKEYS, keys, nargs, args, lens, on_send, q);
     free(rj);
     free(tj);
     if (rc < 0) {
@@ -318,6 +320,13 @@ static void start_send(proto_t *p, session_t *s, const pl_cmd_t *cmd, const char
     uint8_t rnd[16];
     pl_random_bytes(rnd, sizeof(rnd));
     pl_hex(rnd, sizeof(rnd), q->msg_id);
+    if (chat_guard_hold(p, q))
+        return; /* the room's seq is being raised after a reconnect (guard.c) */
+    chat_send_go(p, q);
+}
+
+void chat_send_go(proto_t *p, req_t *q)
+{
     sendorder_t *o = order_get(p, q->room, 0);
     if (o && o->blocked) {
         order_push(&o->held_tail, q); /* keeps arrival order (see sendorder_t) */

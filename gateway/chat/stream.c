@@ -115,6 +115,58 @@ void chat_user_fanout(proto_t *p, const char *user, pl_frame_t *f, uint64_t orig
     free(cs);
 }
 
+/* ===================================================================== */
+/* seq regressions (seqcheck.h, guard.c)                                  */
+
+/* Remembers a message the stream handed out (for telling duplicates). */
+static void note(pl_seqcheck_t *c, int64_t seq, const pl_frame_t *f)
+{
+    uint64_t id;
+    int64_t ts;
+    if (pl_seqcheck_parse(f->data, f->len, &id, &ts) == 0)
+        pl_seqcheck_note(c, seq, id, ts);
+}
+
+/* A live message at or below the stream's last seq: 1 when it is a new
+ * message under a used seq (Redis lost the seq), logged and counted; 0
+ * for a copy of one already delivered. */
+static int regression(pl_seqcheck_t *c, const char *what, const char *name, int64_t seq,
+                      int64_t last, const pl_frame_t *f)
+{
+    uint64_t id;
+    int64_t ts;
+    (void)pl_seqcheck_parse(f->data, f->len, &id, &ts);
+    if (pl_seqcheck_old(c, seq, id, ts) == PL_SEQ_DUP)
+        return 0;
+    if (ts > c->last_ts)
+        c->last_ts = ts;
+    chat_count(chat_m_seq_regressions, 1);
+    pl_log_error("seq regression: a new message under a seq already delivered (redis lost the "
+                 "seq); delivered anyway, seq raised back	%s=%s seq=%" PRId64
+                 " last=%" PRId64,
+                 what, name, seq, last);
+    return 1;
+}
+
+/* Re-bases the room stream over a regressed message: every local member
+ * gets it although their cursors are past its seq (the stream's position
+ * stays: later messages continue above last_seq once Redis is raised back
+ * to it, which this asks for). */
+static void room_regression(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint64_t origin)
+{
+    if (!regression(&r->seen, "room", r->name, seq, r->last_seq, f))
+        return;
+    pl_member_t *next;
+    for (pl_member_t *m = r->members; m; m = next) {
+        next = m->rnext;
+        if (m->conn_id != origin) {
+            pl_conn_send_frame(m->conn, f);
+            chat_count(chat_m_deliveries, 1);
+        }
+    }
+    chat_guard_raise(p, r->name, r->last_seq);
+}
+
 /* The local connection a fetched message came from (0: another worker or
  * node, or unknown), for the same sender exclusion as live delivery. */
 static uint64_t fetched_origin(proto_t *p, const pl_hmsg_t *h)
@@ -276,8 +328,10 @@ static void drain_pending(proto_t *p, pl_room_t *r, int accept_gap)
     pl_mqueue_t *q = &r->pending;
     for (; i < q->n; i++) {
         pl_qmsg_t *m = &q->v[i];
-        if (m->seq <= r->last_seq)
+        if (m->seq <= r->last_seq) {
+            room_regression(p, r, m->seq, m->f, m->origin_conn);
             continue;
+        }
         if (m->seq > r->last_seq + 1) {
             if (!accept_gap)
                 break;
@@ -285,6 +339,7 @@ static void drain_pending(proto_t *p, pl_room_t *r, int accept_gap)
         }
         fanout_msg(r, m->seq, m->f, m->origin_conn);
         r->last_seq = m->seq;
+        note(&r->seen, m->seq, m->f);
     }
     if (i < q->n) {
         /* keep the rest, fetch what is missing before them */
@@ -397,6 +452,7 @@ static void on_catchup(void *arg, const chat_refill_res_t *res)
                 fanout_gap(r, r->last_seq + 1, h->seq - 1);
             pl_frame_t *fr = pl_frame_new(PL_WS_TEXT, h->json, h->len);
             fanout_msg(r, h->seq, fr, fetched_origin(p, h));
+            note(&r->seen, h->seq, fr);
             pl_frame_unref(fr);
             r->last_seq = h->seq;
         }
@@ -500,8 +556,11 @@ void chat_stream_msg(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint6
         room_hold(p, r, seq, f, origin);
         return;
     }
-    if (seq <= r->last_seq)
-        return; /* already delivered (catch-up overlap or a duplicate publish) */
+    if (seq <= r->last_seq) {
+        /* normally already delivered (catch-up overlap); else a regression */
+        room_regression(p, r, seq, f, origin);
+        return;
+    }
     if (seq > r->last_seq + 1) {
         room_hold(p, r, seq, f, origin);
         start_fetch(p, r);
@@ -509,6 +568,7 @@ void chat_stream_msg(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint6
     }
     fanout_msg(r, seq, f, origin);
     r->last_seq = seq;
+    note(&r->seen, seq, f);
 }
 
 void chat_stream_subscribed(proto_t *p, const char *room)
@@ -600,11 +660,19 @@ static void dm_gap(proto_t *p, dmstream_t *d, int64_t from, int64_t to)
 
 static void dm_deliver(proto_t *p, dmstream_t *d, int64_t seq, pl_frame_t *f, uint64_t origin)
 {
-    if (seq <= d->last)
+    if (seq <= d->last) {
+        /* normally already delivered; a new DM under a used seq goes out
+         * too, and the dm room's seq is raised back */
+        if (regression(&d->seen, "dm", d->room, seq, d->last, f)) {
+            chat_user_fanout(p, d->user, f, origin, 1);
+            chat_guard_raise(p, d->room, d->last);
+        }
         return;
+    }
     if (d->last > 0 && seq > d->last + 1)
         dm_gap(p, d, d->last + 1, seq - 1);
     d->last = seq;
+    note(&d->seen, seq, f);
     chat_user_fanout(p, d->user, f, origin, 1);
 }
 

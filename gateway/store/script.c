@@ -15,7 +15,10 @@
  * expiry, and a hash user -> its member count beside it; expired members
  * are pruned (a bounded number per call) and announced as leave when they
  * were their user's last. Rooms above presence_events_max users are
- * silent: no join/leave events.
+ * silent: no join/leave events. Join and refresh also keep the room's seq
+ * key alive (send extends it to the presence key's TTL too).
+ *
+ * seq: the seq guard's raise-and-keep of one seq key (chat/guard.c).
  */
 #include "script.h"
 #include "log.h"
@@ -29,6 +32,7 @@
 static const char send_lua[] =
     "local seqk, recent, cidk, archive, archk, blockk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], "
     "KEYS[5], KEYS[6]\n"
+    "local presk = KEYS[7]\n"
     "local mysql = ARGV[14] == '1'\n"
     "if ARGV[13] == '1' then\n"
     "  local prev = redis.call('GET', cidk)\n"
@@ -68,7 +72,13 @@ static const char send_lua[] =
     "else\n"
     "  redis.call('ZREMRANGEBYRANK', recent, 0, -(tonumber(ARGV[8]) + 1))\n"
     "end\n"
-    "redis.call('PEXPIRE', seqk, ARGV[9])\n"
+    /* a room with members keeps its seq at least as long as its presence
+     * key (the heartbeat extends both): history_ttl must not let the seq
+     * of a quiet room with members expire and restart at 1 */
+    "local keep = tonumber(ARGV[9])\n"
+    "local pkeep = redis.call('PTTL', presk)\n"
+    "if pkeep > keep then keep = pkeep end\n"
+    "redis.call('PEXPIRE', seqk, keep)\n"
     "redis.call('PEXPIRE', recent, ARGV[9])\n"
     "redis.call('XADD', archive, '*', 'room', ARGV[2], 'seq', seqs, 'msg_id', ARGV[4], "
     "'from', ARGV[5], 'text', ARGV[6], 'ts', tss)\n"
@@ -134,12 +144,19 @@ static const char presence_lua[] =
     "  removed(user_of(m), '', -1, 0)\n"
     "end\n"
     "local node, worker, conn = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    /* join and refresh keep the room's seq key (KEYS[3]) alive as long as
+     * the presence key: a room with members never loses its seq to a TTL */
+    "local function keep_seq()\n"
+    "  local pt = redis.call('PTTL', KEYS[3])\n"
+    "  if pt >= 0 and pt < tonumber(ARGV[9]) then redis.call('PEXPIRE', KEYS[3], ARGV[9]) end\n"
+    "end\n"
     "if op == 'join' then\n"
     "  if redis.call('ZADD', key, exps, ARGV[12]) == 1 and added(ARGV[11]) == 1 then\n"
     "    announce(ARGV[11], 'join', node, worker, conn, redis.call('HLEN', ukey))\n"
     "  end\n"
     "  redis.call('PEXPIRE', key, ARGV[9])\n"
     "  redis.call('PEXPIRE', ukey, ARGV[9])\n"
+    "  keep_seq()\n"
     "elseif op == 'leave' then\n"
     "  if redis.call('ZREM', key, ARGV[12]) == 1 then removed(ARGV[11], node, worker, conn) end\n"
     "elseif op == 'refresh' then\n"
@@ -148,6 +165,7 @@ static const char presence_lua[] =
     "  end\n"
     "  redis.call('PEXPIRE', key, ARGV[9])\n"
     "  redis.call('PEXPIRE', ukey, ARGV[9])\n"
+    "  keep_seq()\n"
     "elseif op == 'list' then\n"
     /* At most ARGV[11] users, distinct (HSCAN may repeat a field), read in
      * bounded HSCAN steps; the count is the whole room's. */
@@ -164,7 +182,34 @@ static const char presence_lua[] =
     "end\n"
     "return quiet\n";
 
-static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua};
+/* The seq guard (chat/guard.c): raise a room's seq key to at least a
+ * floor and keep it alive at least ttl ms; never lowers either. A missing
+ * key is created at the floor only when asked (without MySQL; with it the
+ * floor must include MySQL's MAX(seq), and the archived marker is set to
+ * that when missing, as the send script's floor path does). Returns
+ * {raised (0/1), the seq before (-1 = missing)}. */
+static const char seq_lua[] =
+    "local seqk, archk = KEYS[1], KEYS[2]\n"
+    "local floor, ttl = tonumber(ARGV[1]) or 0, tonumber(ARGV[2])\n"
+    "local cur = redis.call('GET', seqk)\n"
+    "if not cur then\n"
+    "  if ARGV[3] ~= '1' or floor <= 0 then return {0, -1} end\n"
+    "  redis.call('SET', seqk, ARGV[1], 'PX', ARGV[2])\n"
+    "  if ARGV[4] ~= '' then redis.call('SET', archk, ARGV[4], 'NX', 'PX', ARGV[2]) end\n"
+    "  return {1, -1}\n"
+    "end\n"
+    "local c = tonumber(cur) or 0\n"
+    "local pt = redis.call('PTTL', seqk)\n"
+    "local raised = 0\n"
+    "if c < floor then redis.call('SET', seqk, ARGV[1]) raised = 1 end\n"
+    /* SET dropped the TTL; a key without one (-1) stays without */
+    "if pt >= 0 then\n"
+    "  if pt < ttl then pt = ttl end\n"
+    "  redis.call('PEXPIRE', seqk, pt)\n"
+    "end\n"
+    "return {raised, c}\n";
+
+static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua, seq_lua};
 static char shas[PL_SCRIPT_COUNT][41];
 
 const char *pl_script_sha(pl_script_id_t id)

@@ -12,6 +12,7 @@
 typedef enum {
     PL_SCRIPT_SEND,     /* store + archive + publish one message, see script.c */
     PL_SCRIPT_PRESENCE, /* join/leave/refresh/list a room's presence zset + users hash */
+    PL_SCRIPT_SEQ,      /* raise a seq key to a floor, keep its TTL (seq guard) */
     PL_SCRIPT_COUNT
 } pl_script_id_t;
 
@@ -34,7 +35,21 @@ enum send_arg {
     SEND_NARGS      /* channels to publish to follow */
 };
 
-/* Argument positions of PL_SCRIPT_PRESENCE. */
+/* PL_SCRIPT_SEND keys: seq, recent, cid, archive stream, archived,
+ * noseq mark, presence (KEYS[1..7]). */
+#define SEND_NKEYS 7
+
+/* PL_SCRIPT_SEQ: KEYS seq, archived; ARGV below. */
+enum seq_arg {
+    SEQ_FLOOR,    /* raise the key to at least this */
+    SEQ_TTL,      /* ms the key lives at least from now (never shortened) */
+    SEQ_CREATE,   /* "1": create a missing key at the floor */
+    SEQ_ARCHIVED, /* with SEQ_CREATE: set a missing archived marker to this ("" = leave it) */
+    SEQ_NARGS
+};
+
+/* Argument positions of PL_SCRIPT_PRESENCE (KEYS: presence zset, users
+ * hash, seq). */
 enum presence_arg {
     PRES_OP,        /* join | leave | refresh | list */
     PRES_WINDOW,    /* ms a heartbeat keeps a member alive */
