@@ -8,7 +8,10 @@
  * on one cluster slot / shard.
  *
  *   key                               type    written by                   TTL
- *   parley:{<room>}:seq               string  send script (INCR)           history_ttl (each send)
+ *   parley:{<room>}:seq               string  send script (INCR),          history_ttl (each send),
+ *                                             seq script (raise, never     at least the presence
+ *                                             lower; chat/guard.c)         key's while the room
+ *                                                                          has members
  *   parley:{<room>}:recent            zset    send script (ZADD, trim)     history_ttl (each send)
  *   parley:{<room>}:archived          string  send script (SET NX floor),  history_ttl (each send)
  *                                             archiver (raises it)

@@ -1,5 +1,5 @@
 /*
- * The seq guard (docs/protocol.md 2.3): a room's seq never goes backwards
+ * The seq guard (docs/protocol.md 2.1): a room's seq never goes backwards
  * because Redis forgot it. Redis can come back from a restart with an
  * older snapshot (RDB, or an append-only file that lost its last second),
  * or lose a key to eviction; the next INCR then hands out seqs that were
