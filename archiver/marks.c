@@ -32,7 +32,7 @@ size_t pl_arch_marks(const pl_arch_row_t *rows, const uint8_t *status, size_t n,
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (status[i] == ROW_STORED || status[i] == ROW_CONFLICT)
+        if (status[i] == ROW_STORED) /* never a conflict (marks.h) */
             out[k++] = (pl_arch_mark_t){rows[i].room, rows[i].seq, rows[i].seq};
     if (k == 0)
         return 0;

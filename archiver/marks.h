@@ -24,10 +24,13 @@ typedef struct pl_arch_mark {
     uint64_t lo, hi;
 } pl_arch_mark_t;
 
-/* The runs of rows[0..n) that are in MySQL after a commit (status
- * ROW_STORED, or ROW_CONFLICT: the key is taken, by another message),
- * sorted by room, then seq; consecutive seqs of a room merge into one run.
- * out must have room for n. Returns the number of runs. */
+/* The runs of rows[0..n) stored in MySQL by a commit (status
+ * ROW_STORED), sorted by room, then seq; consecutive seqs of a room merge
+ * into one run. A ROW_CONFLICT row is not a run although its key is
+ * taken: its message is only in Redis (and the dead letters), and a
+ * marker raised over it would let the gateways trim that only copy, so
+ * the room's marker stays below it. out must have room for n. Returns the
+ * number of runs. */
 size_t pl_arch_marks(const pl_arch_row_t *rows, const uint8_t *status, size_t n,
                      pl_arch_mark_t *out);
 
