@@ -10,6 +10,7 @@
  * their lengths, so NULs and 4-byte characters survive.
  */
 #include "writer.h"
+#include "keys.h"
 #include "log.h"
 #include "parse.h"
 #include "utf8.h"
@@ -85,7 +86,7 @@ int pl_arch_row_parse(pl_arch_row_t *row, const pl_arch_bytes_t *fields, size_t 
         *why = "bad from (not UTF-8 or longer than 64 characters)";
         return -1;
     }
-    if (text->n > PL_ARCH_TEXT_MAX_BYTES || pl_utf8_validate(text->p, text->n) < 0) {
+    if (text->n > PL_TEXT_MAX || pl_utf8_validate(text->p, text->n) < 0) {
         *why = "bad text (not UTF-8 or longer than 65535 bytes)";
         return -1;
     }

@@ -28,7 +28,7 @@ typedef struct pl_arch_bytes {
 #define PL_ARCH_ROOM_MAX_CHARS 128
 #define PL_ARCH_SENDER_MAX_CHARS 64
 #define PL_ARCH_MSGID_MAX_BYTES 64
-#define PL_ARCH_TEXT_MAX_BYTES 65535      /* TEXT; the gateway allows 4 KiB */
+/* text: at most PL_TEXT_MAX bytes (keys.h), the bound of the gateway's max_text_size */
 #define PL_ARCH_TS_MAX 253402300799999ULL /* 9999-12-31 23:59:59.999 UTC */
 
 /* One message as the gateway XADDs it; every pointer aliases the stream

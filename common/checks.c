@@ -3,6 +3,7 @@
  * tables, so a key that exists in both is validated the same way.
  */
 #include "checks.h"
+#include "keys.h"
 #include "log.h"
 #include "mysql_url.h"
 #include "parse.h"
@@ -63,6 +64,23 @@ int pl_check_mysql_url(const char *v, char *err, size_t errlen)
     pl_mysql_url_free(&u);
     if (!ok) {
         snprintf(err, errlen, "'%s' names no database", v);
+        return -1;
+    }
+    return 0;
+}
+
+int pl_check_text_size(const char *v, char *err, size_t errlen)
+{
+    int64_t n;
+    if (pl_parse_size(v, &n) < 0 || n < 1) {
+        snprintf(err, errlen, "'%s' is not a size of at least 1 byte", v);
+        return -1;
+    }
+    if (n > PL_TEXT_MAX) {
+        snprintf(err, errlen,
+                 "%s is more than %d bytes, the longest text the archiver stores "
+                 "(a MySQL TEXT column)",
+                 v, PL_TEXT_MAX);
         return -1;
     }
     return 0;

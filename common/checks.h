@@ -18,4 +18,7 @@ int pl_check_redis_url(const char *v, char *err, size_t errlen);
 /* A mysql_url that names a database, or empty (off / checked at use). */
 int pl_check_mysql_url(const char *v, char *err, size_t errlen);
 
+/* A size (parse.h) of 1 to PL_TEXT_MAX bytes (keys.h): max_text_size. */
+int pl_check_text_size(const char *v, char *err, size_t errlen);
+
 #endif

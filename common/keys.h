@@ -46,6 +46,10 @@
 
 /* The archive stream every send appends to (archiver's default too). */
 #define PL_KEY_ARCHIVE "parley:archive"
+/* Bytes of one message text, the most the archiver stores (a MySQL TEXT
+ * column, deploy/sql): max_text_size may not exceed it, or every longer
+ * text would be dead-lettered and its room's archived marker frozen. */
+#define PL_TEXT_MAX 65535
 
 /* ---- room keys ---- */
 

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 
     pl_gw_config_t cfg = {0};
     char err[512];
-    if (pl_config_load(pl_gw_options, &cfg, file, nrest, rest, err, sizeof(err)) < 0) {
+    if (pl_gw_config_load(&cfg, file, nrest, rest, err, sizeof(err)) < 0) {
         fprintf(stderr, "parley-gateway: %s\n", err);
         pl_config_free(pl_gw_options, &cfg);
         return 2;

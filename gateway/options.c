@@ -77,11 +77,15 @@ const pl_opt_t pl_gw_options[] = {
      "burst of messages per connection"},
     {"send_buffer_limit", PL_OPT_SIZE, OFF(send_buffer_limit), "4m", 4096, 1LL << 32, NULL,
      "bytes queued per client before closing 1013"},
-    {"max_text_size", PL_OPT_SIZE, OFF(max_text_size), "4k", 1, 1 << 20, NULL,
-     "largest message text in bytes"},
+    /* bounded by the check, not min/max, so the error names the archiver */
+    {"max_text_size", PL_OPT_SIZE, OFF(max_text_size), "4k", 0, 0, pl_check_text_size,
+     "largest message text in bytes (at most 65535: what the archiver stores)"},
     {"mysql_url", PL_OPT_STR, OFF(mysql_url), "", 0, 0, pl_check_mysql_url,
      "MySQL/MariaDB for older history (empty = off)"},
     {"mysql_pool", PL_OPT_INT, OFF(mysql_pool), "2", 1, 64, NULL, "MySQL connections per worker"},
+    {"archive", PL_OPT_BOOL, OFF(archive), "on", 0, 0, NULL,
+     "append every message to the archive stream for parley-archiver (off: Redis only, "
+     "needs mysql_url empty)"},
     /* limits (issue 8; docs/ops.md "Limits") */
     {"max_connections", PL_OPT_INT, OFF(max_connections), "0", 0, 10000000, NULL,
      "client connections per worker (0 = the open-file limit less a reserve for Redis, "
@@ -106,3 +110,26 @@ const pl_opt_t pl_gw_options[] = {
      "Redis commands per worker sent and not yet answered; more answer unavailable"},
     PL_OPT_END,
 };
+
+/* Keys that only make sense together, checked after every key is set. */
+static int check_combined(const pl_gw_config_t *c, char *err, size_t errlen)
+{
+    /* With MySQL on, Redis keeps every message the archiver has not
+     * committed (the archived marker) and older history comes from MySQL:
+     * without the stream nothing reaches MySQL and recent grows forever. */
+    if (!c->archive && c->mysql_url[0]) {
+        snprintf(err, errlen,
+                 "archive: off needs mysql_url empty (history in MySQL is "
+                 "written by parley-archiver from the archive stream)");
+        return -1;
+    }
+    return 0;
+}
+
+int pl_gw_config_load(pl_gw_config_t *cfg, const char *file, int argc, char **argv, char *err,
+                      size_t errlen)
+{
+    if (pl_config_load(pl_gw_options, cfg, file, argc, argv, err, errlen) < 0)
+        return -1;
+    return check_combined(cfg, err, errlen);
+}

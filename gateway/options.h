@@ -40,6 +40,7 @@ typedef struct pl_gw_config {
     /* history in MySQL */
     char *mysql_url;    /* mysql://user:pass@host:port/db or a unix socket; "" = off */
     int64_t mysql_pool; /* connections per worker */
+    int archive;        /* 1: the send script XADDs to parley:archive; 0: no stream */
     /* limits (issue 8) */
     int64_t max_connections;        /* per worker; 0 = from RLIMIT_NOFILE (pl_worker_max_conns) */
     int64_t max_connections_per_ip; /* per node, all workers; 0 = off */
@@ -52,5 +53,11 @@ typedef struct pl_gw_config {
 } pl_gw_config_t;
 
 extern const pl_opt_t pl_gw_options[];
+
+/* pl_config_load with pl_gw_options, then the checks between keys (archive
+ * off with mysql_url set). Same contract: -1 with err filled, the caller
+ * frees cfg with pl_config_free either way. */
+int pl_gw_config_load(pl_gw_config_t *cfg, const char *file, int argc, char **argv, char *err,
+                      size_t errlen);
 
 #endif

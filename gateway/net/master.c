@@ -383,7 +383,7 @@ static void reload(void)
 {
     pl_gw_config_t *nc = pl_xcalloc(1, sizeof(*nc));
     char err[512];
-    if (pl_config_load(pl_gw_options, nc, cfg_file, cfg_argc, cfg_argv, err, sizeof(err)) < 0) {
+    if (pl_gw_config_load(nc, cfg_file, cfg_argc, cfg_argv, err, sizeof(err)) < 0) {
         pl_log_error("reload failed, keeping the running config\terror=\"%s\"", err);
         pl_config_free(pl_gw_options, nc);
         free(nc);

@@ -4,6 +4,7 @@
  * the value, and never writes past errlen.
  */
 #include "checks.h"
+#include "keys.h"
 #include "unit.h"
 
 #include <stdio.h>
@@ -100,6 +101,25 @@ static void test_mysql_url(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "database"));
 }
 
+/* max_text_size: 1 byte up to what the archiver's TEXT column holds; the
+ * reason names that limit. */
+static void test_text_size(void)
+{
+    ok(pl_check_text_size, "1");
+    ok(pl_check_text_size, "4k");
+    ok(pl_check_text_size, "65535");
+    bad(pl_check_text_size, "64k"); /* 65536: one byte past TEXT */
+    bad(pl_check_text_size, "1m");
+    bad(pl_check_text_size, "0");
+    bad(pl_check_text_size, "-1");
+    bad(pl_check_text_size, "big");
+    char err[256];
+    CU_ASSERT_EQUAL(pl_check_text_size("1m", err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "65535"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "archiver"));
+    CU_ASSERT_EQUAL(PL_TEXT_MAX, 65535); /* deploy/sql/001_messages.sql: text TEXT */
+}
+
 /* A reason longer than errlen is cut, NUL-terminated, and nothing past
  * errlen is written. */
 static void test_short_err_buffer(void)
@@ -116,4 +136,4 @@ static void test_short_err_buffer(void)
 }
 
 PL_UNIT_SUITE(checks, PL_TEST(test_listen), PL_TEST(test_log_level), PL_TEST(test_redis_url),
-              PL_TEST(test_mysql_url), PL_TEST(test_short_err_buffer))
+              PL_TEST(test_mysql_url), PL_TEST(test_text_size), PL_TEST(test_short_err_buffer))

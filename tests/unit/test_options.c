@@ -52,6 +52,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.max_text_size, 4096);
     CU_ASSERT_STRING_EQUAL(c.mysql_url, "");
     CU_ASSERT_EQUAL(c.mysql_pool, 2);
+    CU_ASSERT_EQUAL(c.archive, 1);
     CU_ASSERT_EQUAL(c.max_connections, 0);
     CU_ASSERT_EQUAL(c.max_connections_per_ip, 0);
     CU_ASSERT_STRING_EQUAL(c.trusted_proxies, "");
@@ -77,7 +78,7 @@ static void test_table_shape(void)
         for (const pl_opt_t *p = pl_gw_options; p != o; p++)
             CU_ASSERT(strcmp(p->name, o->name) != 0);
     }
-    CU_ASSERT_EQUAL(n, 34); /* a new key: add its default to test_defaults */
+    CU_ASSERT_EQUAL(n, 35); /* a new key: add its default to test_defaults */
 }
 
 static void ok_value(const char *key, const char *value)
@@ -127,9 +128,12 @@ static void test_bounds(void)
     bad_value("max_message_size", "125"); /* must hold a 125-byte control frame + 1 */
     ok_value("max_message_size", "1g");
     bad_value("max_message_size", "2g");
-    ok_value("max_text_size", "1m");
-    bad_value("max_text_size", "1025k");
+    ok_value("max_text_size", "65535"); /* the archiver's TEXT column (PL_TEXT_MAX) */
+    bad_value("max_text_size", "64k");
+    bad_value("max_text_size", "1m");
     bad_value("max_text_size", "0");
+    ok_value("archive", "off");
+    bad_value("archive", "maybe");
     ok_value("ping_interval", "100ms");
     bad_value("ping_interval", "99ms");
     bad_value("ping_interval", "2d");
@@ -179,5 +183,31 @@ static void test_checks(void)
     ok_value("node_id", "node-1");
 }
 
+/* pl_gw_config_load: the checks between keys, after every key is set. */
+static int load_args(int argc, char **argv, char *err, size_t errlen)
+{
+    pl_gw_config_t c;
+    memset(&c, 0, sizeof(c));
+    int rc = pl_gw_config_load(&c, NULL, argc, argv, err, errlen);
+    pl_config_free(pl_gw_options, &c);
+    return rc;
+}
+
+static void test_combined(void)
+{
+    char err[512] = "";
+    char *off_mysql[] = {"--archive=off", "--mysql_url=mysql://u@127.0.0.1/parley"};
+    CU_ASSERT_EQUAL(load_args(2, off_mysql, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(strncmp(err, "archive", 7), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "mysql_url"));
+    char *off[] = {"--archive=off"};
+    CU_ASSERT_EQUAL(load_args(1, off, err, sizeof(err)), 0);
+    char *on_mysql[] = {"--archive=on", "--mysql_url=mysql://u@127.0.0.1/parley"};
+    CU_ASSERT_EQUAL(load_args(2, on_mysql, err, sizeof(err)), 0);
+    char *big[] = {"--max_text_size=100k"}; /* a key's own check still applies */
+    CU_ASSERT_EQUAL(load_args(1, big, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(strncmp(err, "max_text_size", 13), 0);
+}
+
 PL_UNIT_SUITE(options, PL_TEST(test_defaults), PL_TEST(test_table_shape), PL_TEST(test_bounds),
-              PL_TEST(test_checks))
+              PL_TEST(test_checks), PL_TEST(test_combined))
