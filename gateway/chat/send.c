@@ -245,7 +245,8 @@ static void run_send(proto_t *p, req_t *q, const char *floor)
     pl_key_archived(karch, q->room);
     pl_key_noseq(kblock, q->room, p->origin, p->w->index);
     pl_key_presence(kpres, q->room);
-    const char *keys[SEND_NKEYS] = {kseq, krecent, kcid, PL_KEY_ARCHIVE, karch, kblock, kpres};
+    const char *keys[SEND_NKEYS] = {kseq,  krecent, kcid, p->w->cfg->archive ? PL_KEY_ARCHIVE : "",
+                                    karch, kblock,  kpres};
 
     char keep[24], ttl[24], worker[16], conn[24], ch1[PL_KEY_MAX], ch2[PL_KEY_MAX];
     snprintf(keep, sizeof(keep), "%" PRId64, p->w->cfg->history_recent);

@@ -80,8 +80,9 @@ static const char send_lua[] =
     "if pkeep > keep then keep = pkeep end\n"
     "redis.call('PEXPIRE', seqk, keep)\n"
     "redis.call('PEXPIRE', recent, ARGV[9])\n"
-    "redis.call('XADD', archive, '*', 'room', ARGV[2], 'seq', seqs, 'msg_id', ARGV[4], "
-    "'from', ARGV[5], 'text', ARGV[6], 'ts', tss)\n"
+    /* KEYS[4] "" = archive off: no stream (script.h) */
+    "if archive ~= '' then redis.call('XADD', archive, '*', 'room', ARGV[2], 'seq', seqs, "
+    "'msg_id', ARGV[4], 'from', ARGV[5], 'text', ARGV[6], 'ts', tss) end\n"
     "local env = cmsgpack.pack({1, 'msg', ARGV[2], ARGV[10], tonumber(ARGV[11]), "
     "tonumber(ARGV[12]), seq, json})\n"
     "for i = 15, #ARGV do redis.call('PUBLISH', ARGV[i], env) end\n"
@@ -209,7 +210,38 @@ static const char seq_lua[] =
     "end\n"
     "return {raised, c}\n";
 
-static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua, seq_lua};
+/* archstat: KEYS[1] the archive stream; replies {XLEN, age in ms of the
+ * oldest entry some consumer group has not acknowledged, by Redis's clock}.
+ * Per group that is its first pending entry, or when none is pending the
+ * first one after its last-delivered id; with no group at all (no archiver
+ * ever ran) the stream's first entry. Reads only; O(groups). */
+static const char archstat_lua[] =
+    "local s = KEYS[1]\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "if redis.call('TYPE', s)['ok'] ~= 'stream' then return {0, 0} end\n"
+    "local oldest\n"
+    "local function seen(id)\n"
+    "  local ms = id and tonumber(string.match(id, '^(%d+)'))\n"
+    "  if ms and (not oldest or ms < oldest) then oldest = ms end\n"
+    "end\n"
+    "local function first_after(from)\n"
+    "  local r = redis.call('XRANGE', s, from, '+', 'COUNT', 1)\n"
+    "  if r[1] then seen(r[1][1]) end\n"
+    "end\n"
+    "local groups = redis.call('XINFO', 'GROUPS', s)\n"
+    "if #groups == 0 then first_after('-') end\n"
+    "for _, g in ipairs(groups) do\n"
+    "  local f = {}\n"
+    "  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+    "  local p = redis.call('XPENDING', s, f['name'])\n"
+    "  if p[1] > 0 then seen(p[2]) else first_after('(' .. f['last-delivered-id']) end\n"
+    "end\n"
+    "local age = 0\n"
+    "if oldest and now > oldest then age = now - oldest end\n"
+    "return {redis.call('XLEN', s), age}\n";
+
+static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua, seq_lua, archstat_lua};
 static char shas[PL_SCRIPT_COUNT][41];
 
 const char *pl_script_sha(pl_script_id_t id)

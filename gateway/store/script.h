@@ -13,6 +13,7 @@ typedef enum {
     PL_SCRIPT_SEND,     /* store + archive + publish one message, see script.c */
     PL_SCRIPT_PRESENCE, /* join/leave/refresh/list a room's presence zset + users hash */
     PL_SCRIPT_SEQ,      /* raise a seq key to a floor, keep its TTL (seq guard) */
+    PL_SCRIPT_ARCHSTAT, /* archive stream: {length, ms since the oldest unarchived entry} */
     PL_SCRIPT_COUNT
 } pl_script_id_t;
 
@@ -35,8 +36,8 @@ enum send_arg {
     SEND_NARGS      /* channels to publish to follow */
 };
 
-/* PL_SCRIPT_SEND keys: seq, recent, cid, archive stream, archived,
- * noseq mark, presence (KEYS[1..7]). */
+/* PL_SCRIPT_SEND keys: seq, recent, cid, archive stream ("" when archive
+ * is off: no XADD), archived, noseq mark, presence (KEYS[1..7]). */
 #define SEND_NKEYS 7
 
 /* PL_SCRIPT_SEQ: KEYS seq, archived; ARGV below. */
