@@ -296,4 +296,9 @@ void chat_presence_change(proto_t *p, const char *op, const char *room, const ch
 /* Heartbeat: refreshes every local member (timer callback; fd -1 to run now). */
 void chat_on_beat(evutil_socket_t fd, short what, void *arg);
 
+/* ---- archstat.c: the archive stream gauges (worker 0 reads, every worker
+ * registers) ---- */
+void chat_archstat_start(proto_t *p);
+void chat_archstat_stop(void);
+
 #endif

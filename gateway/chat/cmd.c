@@ -539,6 +539,7 @@ static int on_worker_start(pl_worker_t *w)
     p->beat = event_new(w->base, -1, EV_PERSIST, chat_on_beat, p);
     struct timeval tv = {PRESENCE_BEAT_MS / 1000, 0};
     evtimer_add(p->beat, &tv);
+    chat_archstat_start(p);
     worker_proto = p;
     return 0;
 }
@@ -551,6 +552,7 @@ static void on_worker_stop(pl_worker_t *w)
     proto_t *p = worker_proto;
     if (p == NULL)
         return;
+    chat_archstat_stop();
     event_free(p->beat);
     event_free(p->refetch);
     p->refetch = NULL;
