@@ -8,7 +8,7 @@
  *
  * This file is the command line: it reads the configuration (options.c),
  * checks both URLs, installs the signal handlers, starts the metrics
- * server and hands over to the batch loop (loop.c) or the migrations
+ * server (for `run` only) and hands over to the batch loop (loop.c) or the migrations
  * (migrate.c). The rest of the archiver, by concern:
  *   loop.c     the batch loop: reads, prefetches, claims, trims, ends a drain
  *   pool.c     writer threads: commit a batch, raise markers, then ack
@@ -52,7 +52,8 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  run      archive until SIGTERM/SIGINT (finishes the batch in flight)\n"
                  "  drain    archive until the stream is caught up, then exit 0\n"
-                 "           (1 if stopped by a signal first)\n"
+                 "           (1 if stopped by a signal first); serves no /metrics, so it\n"
+                 "           runs beside `run` with the same configuration\n"
                  "  migrate  apply the missing SQL migrations, then exit 0\n"
                  "\n"
                  "options (also `key = value` in FILE and PARLEY_<KEY> in the environment):\n");
@@ -158,7 +159,11 @@ int main(int argc, char **argv)
         snprintf(consumer, sizeof(consumer), "%s-%d", host, (int)getpid());
     }
 
-    if (cfg.metrics_listen[0]) {
+    /* Only `run` serves /metrics: a drain is a one-shot job, often started
+     * beside a running `run` on the same host with the same config, and
+     * must not fail on (or take) its port. It logs its totals instead. */
+    int serve_metrics = cfg.metrics_listen[0] && strcmp(command, "run") == 0;
+    if (serve_metrics) {
         /* The server thread must not take SIGTERM/SIGINT from main. */
         sigset_t block, old;
         sigemptyset(&block);

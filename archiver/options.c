@@ -47,7 +47,7 @@ const pl_opt_t pl_arch_options[] = {
     {"trim_interval", PL_OPT_DURATION, OFF(trim_interval), "1s", 1, DAY_MS, NULL,
      "time between trims of acknowledged entries"},
     {"metrics_listen", PL_OPT_STR, OFF(metrics_listen), "127.0.0.1:9108", 0, 0,
-     pl_check_listen_or_off, "address for /metrics and /healthz (empty = off)"},
+     pl_check_listen_or_off, "address for /metrics and /healthz of `run` (empty = off)"},
     {"migrations_dir", PL_OPT_STR, OFF(migrations_dir), "", 0, 0, NULL,
      "directory of NNN_name.sql migrations (default: installed data dir)"},
     {"log_level", PL_OPT_STR, OFF(log_level), "info", 0, 0, pl_check_log_level,
