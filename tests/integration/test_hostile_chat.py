@@ -14,21 +14,10 @@ streams grew with every made-up peer.
 """
 import asyncio
 import json
-import re
 import time
 
 from lib import pl
-from lib.chatlib import FAST, login, open_ws, uniq
-
-
-def metric(gw, name, **labels):
-    """The node-wide value of a series (the sample without a worker label), or None."""
-    _, _, body = gw.http_get("/metrics")
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in body.decode().splitlines():
-        if line.startswith(name + ("{" + want + "}" if want else " ")):
-            return int(float(line.rsplit(" ", 1)[1]))
-    return None
+from lib.chatlib import FAST, login, metric, open_ws, uniq
 
 
 def rejections(gw, limit):
