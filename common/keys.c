@@ -74,6 +74,11 @@ void pl_key_user(char *buf, const char *user)
     snprintf(buf, PL_KEY_MAX, "parley:user:{%s}", user);
 }
 
+void pl_key_user_conns(char *buf, const char *user)
+{
+    snprintf(buf, PL_KEY_MAX, "parley:user:{%s}:conns", user);
+}
+
 void pl_key_node(char *buf, const char *node_id, int worker)
 {
     snprintf(buf, PL_KEY_MAX, "parley:node:{%s}:%d", node_id, worker);

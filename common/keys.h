@@ -23,6 +23,8 @@
  *   parley:{<room>}:presence          zset    presence script              120 s (each call)
  *   parley:{<room>}:presence:users    hash    presence script (user ->     120 s (each call)
  *                                             its members in the zset)
+ *   parley:user:{<user>}:conns        zset    userconn script (gateway:    45 s (each call)
+ *                                             auth, heartbeat, close)
  *   parley:archive                    stream  send script (XADD),          none: the archiver
  *                                             archiver (group, XACK)       XTRIMs what it acked
  *   channels (PUBLISH / SUBSCRIBE, no TTL):
@@ -71,6 +73,12 @@ void pl_key_noseq(char *buf, const char *room, const char *origin, int worker);
  * (room_len of them, up to a NUL), into buf of size bytes. */
 void pl_key_archived_n(char *buf, size_t size, const char *room, size_t room_len);
 void pl_key_archived_runs_n(char *buf, size_t size, const char *room, size_t room_len);
+
+/* ---- user keys ---- */
+
+/* "parley:user:{<user>}:conns": the user's live connections in the
+ * cluster ("<origin>|<conn id>" scored by expiry ms, max_user_connections). */
+void pl_key_user_conns(char *buf, const char *user);
 
 /* ---- channels ---- */
 

@@ -1,6 +1,7 @@
 /*
  * A string-keyed hash map (see map.h): chained buckets, power-of-two
- * sizes, keys copied in. Used for every per-worker index keyed by a name.
+ * sizes, keys copied in, SipHash-1-3 under a per-process random seed.
+ * Used for every per-worker index keyed by a name.
  */
 #include "map.h"
 #include "util.h"
@@ -8,18 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash(const char *s)
+/* The process seed (one worker per process, so a plain static). */
+static uint8_t process_seed[PL_SIPHASH_KEY_LEN];
+static int seeded;
+
+void pl_map_reseed(void)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
+    pl_random_bytes(process_seed, sizeof(process_seed));
+    seeded = 1;
+}
+
+void pl_map_seed(const uint8_t seed[PL_SIPHASH_KEY_LEN])
+{
+    memcpy(process_seed, seed, sizeof(process_seed));
+    seeded = 1;
+}
+
+uint64_t pl_map_hash(const pl_map_t *m, const char *key)
+{
+    return pl_siphash13(m->seed, key, strlen(key));
 }
 
 void pl_map_init(pl_map_t *m)
 {
+    if (!seeded)
+        pl_map_reseed();
+    memcpy(m->seed, process_seed, sizeof(m->seed));
     m->nb = 16;
     m->n = 0;
     m->b = pl_xcalloc(m->nb, sizeof(*m->b));
@@ -43,7 +58,7 @@ void pl_map_clear(pl_map_t *m)
 
 void *pl_map_get(const pl_map_t *m, const char *key)
 {
-    for (pl_map_entry_t *e = m->b[hash(key) & (m->nb - 1)]; e; e = e->next)
+    for (pl_map_entry_t *e = m->b[pl_map_hash(m, key) & (m->nb - 1)]; e; e = e->next)
         if (strcmp(e->key, key) == 0)
             return e->val;
     return NULL;
@@ -57,7 +72,7 @@ static void grow(pl_map_t *m)
         pl_map_entry_t *e = m->b[i];
         while (e) {
             pl_map_entry_t *next = e->next;
-            size_t j = hash(e->key) & (nb - 1);
+            size_t j = pl_map_hash(m, e->key) & (nb - 1);
             e->next = b[j];
             b[j] = e;
             e = next;
@@ -70,7 +85,7 @@ static void grow(pl_map_t *m)
 
 void *pl_map_put(pl_map_t *m, const char *key, void *val)
 {
-    size_t i = hash(key) & (m->nb - 1);
+    size_t i = pl_map_hash(m, key) & (m->nb - 1);
     for (pl_map_entry_t *e = m->b[i]; e; e = e->next)
         if (strcmp(e->key, key) == 0) {
             void *old = e->val;
@@ -89,7 +104,7 @@ void *pl_map_put(pl_map_t *m, const char *key, void *val)
 
 void *pl_map_del(pl_map_t *m, const char *key)
 {
-    pl_map_entry_t **pp = &m->b[hash(key) & (m->nb - 1)];
+    pl_map_entry_t **pp = &m->b[pl_map_hash(m, key) & (m->nb - 1)];
     for (; *pp; pp = &(*pp)->next)
         if (strcmp((*pp)->key, key) == 0) {
             pl_map_entry_t *e = *pp;

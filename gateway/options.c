@@ -72,9 +72,9 @@ const pl_opt_t pl_gw_options[] = {
     {"history_ttl", PL_OPT_DURATION, OFF(history_ttl), "7d", 1000, 3650 * DAY_MS, NULL,
      "how long a quiet room's recent history lives"},
     {"rate_limit", PL_OPT_INT, OFF(rate_limit), "20", 1, 1000000, NULL,
-     "messages per second per connection"},
+     "commands per second per user on a worker (all its connections share one bucket)"},
     {"rate_burst", PL_OPT_INT, OFF(rate_burst), "40", 1, 1000000, NULL,
-     "burst of messages per connection"},
+     "burst of commands per user on a worker"},
     {"send_buffer_limit", PL_OPT_SIZE, OFF(send_buffer_limit), "4m", 4096, 1LL << 32, NULL,
      "bytes queued per client before closing 1013"},
     /* bounded by the check, not min/max, so the error names the archiver */
@@ -108,6 +108,18 @@ const pl_opt_t pl_gw_options[] = {
      "history requests per worker waiting for MySQL; more answer unavailable"},
     {"redis_queue_max", PL_OPT_INT, OFF(redis_queue_max), "20000", 16, 10000000, NULL,
      "Redis commands per worker sent and not yet answered; more answer unavailable"},
+    {"max_unauthenticated", PL_OPT_INT, OFF(max_unauthenticated), "0", 0, 10000000, NULL,
+     "WebSockets per worker not yet authenticated (0 = a quarter of max_connections in "
+     "effect); past it the oldest is closed 1013"},
+    {"max_auth_message_size", PL_OPT_SIZE, OFF(max_auth_message_size), "4k", 126, 1 << 30, NULL,
+     "largest message before auth (at most max_message_size); more closes 1009"},
+    {"max_user_connections", PL_OPT_INT, OFF(max_user_connections), "20", 0, 1000000, NULL,
+     "connections per user in the whole cluster, counted in Redis (0 = off); more get "
+     "too_many_connections and 1008"},
+    {"max_rooms_per_connection", PL_OPT_INT, OFF(max_rooms_per_connection), "100", 1, 1000000, NULL,
+     "rooms one connection may join; more get too_many_rooms"},
+    {"typing_interval", PL_OPT_DURATION, OFF(typing_interval), "3s", 0, DAY_MS, NULL,
+     "a user's typing events per room are forwarded at most once per interval (0 = all)"},
     PL_OPT_END,
 };
 

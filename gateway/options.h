@@ -33,8 +33,8 @@ typedef struct pl_gw_config {
     int64_t auth_timeout;      /* ms for the first (auth) frame */
     int64_t history_recent;    /* messages kept per room in Redis */
     int64_t history_ttl;       /* ms a room's recent history lives after its last message */
-    int64_t rate_limit;        /* messages per second per connection */
-    int64_t rate_burst;        /* token bucket size */
+    int64_t rate_limit;        /* commands per second per user on a worker */
+    int64_t rate_burst;        /* token bucket size (per user on a worker) */
     int64_t send_buffer_limit; /* bytes queued per connection before closing 1013 */
     int64_t max_text_size;     /* bytes of "text" in send/dm (too_large above) */
     /* history in MySQL */
@@ -47,9 +47,14 @@ typedef struct pl_gw_config {
     char *trusted_proxies;          /* CIDR list (addr.h); "" = trust no proxy headers */
     int64_t presence_events_max;    /* users above which a room gets no join/leave events */
     int64_t recover_max; /* join since / refill replay, messages (bytes: send_buffer_limit/4) */
-    int64_t stream_queue_max; /* live messages queued per room, member or DM stream */
-    int64_t history_wait_max; /* history requests waiting for MySQL, per worker */
-    int64_t redis_queue_max;  /* Redis commands in flight, per worker */
+    int64_t stream_queue_max;         /* live messages queued per room, member or DM stream */
+    int64_t history_wait_max;         /* history requests waiting for MySQL, per worker */
+    int64_t redis_queue_max;          /* Redis commands in flight, per worker */
+    int64_t max_unauthenticated;      /* per worker; 0 = max_connections in effect / 4 */
+    int64_t max_auth_message_size;    /* bytes per message before auth (1009 above) */
+    int64_t max_user_connections;     /* per user, cluster-wide (Redis); 0 = off */
+    int64_t max_rooms_per_connection; /* join past it: too_many_rooms */
+    int64_t typing_interval;          /* ms between forwarded typing events per user and room */
 } pl_gw_config_t;
 
 extern const pl_opt_t pl_gw_options[];

@@ -29,6 +29,26 @@
 #define PRESENCE_WINDOW_MS 45000 /* a member not refreshed for this long is gone */
 #define PRESENCE_KEY_TTL_MS 120000
 
+#define CHAT_TICK_MS 15000 /* housekeeping: user connection counts, idle DM streams */
+#define UCONN_TTL_MS                                                                               \
+    45000 /* an entry in a user's connection set not refreshed for this                            \
+           * long is gone (a dead node's connections age out) */
+
+/* The limits the chat layer enforces (docs/ops.md "Limits"): each hit is
+ * counted in parley_limit_rejections_total{limit="<its config key>"} and
+ * logged once per connection (chat_limit_hit). */
+enum chat_user_limit {
+    CHAT_LIMIT_UNAUTHENTICATED,  /* "max_unauthenticated": oldest unauthenticated closed */
+    CHAT_LIMIT_AUTH_MESSAGE,     /* "max_auth_message_size": counted by the transport (1009) */
+    CHAT_LIMIT_USER_CONNECTIONS, /* "max_user_connections": auth refused */
+    CHAT_LIMIT_RATE,             /* "rate_limit": command answered rate_limited */
+    CHAT_LIMIT_TYPING,           /* "typing_interval": typing dropped */
+    CHAT_LIMIT_ROOMS,            /* "max_rooms_per_connection": join refused */
+    CHAT_NLIMITS
+};
+
+struct session;
+
 /* The worker's chat state (worker_proto in cmd.c). */
 typedef struct proto {
     pl_worker_t *w;
@@ -41,7 +61,8 @@ typedef struct proto {
                             * part; the pid keeps two nodes sharing a node_id (or a
                             * respawned worker) apart */
     uint64_t room_gen;     /* incarnation counter for rooms (stale fetch replies) */
-    pl_map_t dms;          /* "<user>|<dm room>" -> dmstream_t: DM order per local user */
+    pl_map_t dms;          /* user -> its DM streams (stream.c's dmuser_t): DM order per
+                            * local user and dm room */
     struct event *refetch; /* retries room fetches that failed (Redis LOADING, lost link) */
     pl_db_t *db;           /* MySQL pool (older history, seq floor); NULL = mysql_url off */
     pl_map_t sends;        /* room -> sendorder_t: sends whose seq may need the floor */
@@ -49,6 +70,11 @@ typedef struct proto {
      * reconnect, and the timer retrying failed raises (made on first use) */
     pl_map_t guards;
     struct event *guard_retry;
+    struct event *tick; /* housekeeping, every CHAT_TICK_MS */
+    /* connections not authenticated yet, oldest first (max_unauthenticated) */
+    struct session *unauth_head, *unauth_tail;
+    size_t nunauth;
+    size_t max_unauth; /* max_unauthenticated in effect */
 } proto_t;
 
 typedef struct session {
@@ -60,11 +86,17 @@ typedef struct session {
     int auth_has_id; /* the held reply's id */
     int64_t auth_id;
     pl_auth_t auth;
-    char sid[33]; /* session id, 128 random bits in hex */
+    int uconn_wait; /* authed, reply held until max_user_connections is checked */
+    char sid[33];   /* session id, 128 random bits in hex */
     struct event *auth_timer;
     struct event *exp_timer; /* closes 4001 at auth.exp; re-armed by refresh (cmd.c) */
-    pl_ratelimit_t rl;
-    pl_member_t *rooms; /* conn -> rooms */
+    uint32_t rl_rejected;    /* consecutive rate_limited replies (the bucket is the user's,
+                                pl_user_conns_t.rl) */
+    unsigned limits_logged;  /* bit 1 << enum chat_user_limit: that limit's line was written */
+    pl_conn_rooms_t rooms;   /* conn -> rooms */
+    struct session *unext;   /* on the unauthenticated list (proto_t.unauth_head) */
+    struct session *uprev;
+    int on_unauth; /* on that list */
 } session_t;
 
 /* One command waiting for Redis. */
@@ -97,6 +129,8 @@ typedef struct dmstream {
     int fetching;  /* catch-up in flight: live DMs queue in pending */
     int dropped;   /* pending overflowed (stream_queue_max): refetch, never accept the gap */
     pl_mqueue_t pending;
+    uint64_t used_ms;               /* monotonic ms of its last use (idle expiry) */
+    struct dmstream *lprev, *lnext; /* the user's streams, most recently used first */
     char user[PL_USER_MAX + 1];
     char room[PL_ROOM_MAX + 1];
     /* recent (seq, msg_id) delivered: a duplicate or a regression */
@@ -112,10 +146,14 @@ extern int chat_m_unavailable;  /* commands answered unavailable */
 extern int chat_m_redis_errors; /* error replies from Redis */
 /* new messages under seqs already delivered (stream.c) */
 extern int chat_m_seq_regressions;
+extern int chat_m_dm_streams; /* gauge: DM streams held (stream.c) */
 void chat_count(int id, int64_t n);
 /* Counts one refusal in parley_limit_rejections_total (id from
  * pl_metrics_limit_register; -1 is a no-op). */
 void chat_limit(int id);
+/* A limit was hit on s: counts it; logs it unless this connection already
+ * logged that limit (detail: extra key=value pairs, may be ""). */
+void chat_limit_hit(session_t *s, enum chat_user_limit l, const char *detail);
 
 /* A request holds a session reference until chat_req_free. */
 req_t *chat_req_new(session_t *s, const pl_cmd_t *cmd);
@@ -196,9 +234,13 @@ void chat_stream_refetch(proto_t *p);
 /* The refetch timer (p->refetch) callback. */
 void chat_on_refetch(evutil_socket_t fd, short what, void *arg);
 /* The user's DM stream for a dm room (NULL when the user has no local
- * connection), and forgetting all of a user's streams. */
+ * connection), and forgetting all of a user's streams (O(its streams)). */
 dmstream_t *chat_dm_stream(proto_t *p, const char *user, const char *room);
 void chat_dm_forget(proto_t *p, const char *user);
+/* Drops DM streams idle too long (the housekeeping tick), and all of them
+ * (worker stop). */
+void chat_dm_sweep(proto_t *p);
+void chat_dm_free_all(proto_t *p);
 /* Queues f on every local connection of user except origin; is_msg
  * counts deliveries. */
 void chat_user_fanout(proto_t *p, const char *user, pl_frame_t *f, uint64_t origin, int is_msg);
@@ -235,6 +277,18 @@ void chat_refill_count(const chat_refill_res_t *res);
 size_t chat_refill_byte_budget(const proto_t *p);
 /* {"ev":"gap","room":R,"from":F,"to":T} as a frame (one reference, the caller's). */
 pl_frame_t *chat_gap_frame(const char *room, int64_t from, int64_t to);
+
+/* ---- userconn.c: max_user_connections ---- */
+
+/* Counts s's connection in its user's set in Redis (auth, token already
+ * good). Sets s->uconn_wait while the answer is out; over the limit the
+ * connection gets too_many_connections and 1008. Redis down: allowed
+ * (counted by the next refresh). No-op when max_user_connections is 0. */
+void chat_uconn_add(proto_t *p, session_t *s);
+/* s's connection is closed: remove it from the set. */
+void chat_uconn_del(proto_t *p, session_t *s);
+/* Extends every local authenticated connection's entry (the tick). */
+void chat_uconn_refresh(proto_t *p);
 
 /* ---- deliver.c: the pl_bus handlers (decode, route into stream.c) ---- */
 

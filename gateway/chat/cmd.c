@@ -190,6 +190,7 @@ int chat_m_unavailable = -1;  /* commands answered unavailable */
 int chat_m_redis_errors = -1; /* error replies from Redis */
 /* new messages under seqs already delivered (stream.c) */
 int chat_m_seq_regressions = -1;
+int chat_m_dm_streams = -1; /* gauge: DM streams held */
 
 void chat_count(int id, int64_t n)
 {
@@ -201,6 +202,81 @@ void chat_limit(int id)
 {
     if (metrics)
         pl_metrics_limit(metrics, id);
+}
+
+/* The limits' labels (their config keys) and their ids in the metrics
+ * block (pl_metrics_limit_register, at worker start). */
+static const char *const limit_names[CHAT_NLIMITS] = {
+    [CHAT_LIMIT_UNAUTHENTICATED] = "max_unauthenticated",
+    [CHAT_LIMIT_AUTH_MESSAGE] = "max_auth_message_size",
+    [CHAT_LIMIT_USER_CONNECTIONS] = "max_user_connections",
+    [CHAT_LIMIT_RATE] = "rate_limit",
+    [CHAT_LIMIT_TYPING] = "typing_interval",
+    [CHAT_LIMIT_ROOMS] = "max_rooms_per_connection",
+};
+static int limit_ids[CHAT_NLIMITS];
+
+void chat_limit_hit(session_t *s, enum chat_user_limit l, const char *detail)
+{
+    chat_limit(limit_ids[l]);
+    if (s->c == NULL || (s->limits_logged & (1u << l)))
+        return;
+    s->limits_logged |= 1u << l;
+    /* typing faster than typing_interval is what every client does */
+    pl_conn_log(s->c, l == CHAT_LIMIT_TYPING ? PL_LOG_DEBUG : PL_LOG_INFO,
+                "limit reached\tlimit=%s%s", limit_names[l], detail);
+}
+
+/* ---- connections not authenticated yet (max_unauthenticated) ----
+ *
+ * Kept here, not in the transport: "authenticated" is the chat protocol's
+ * notion, and the list needs nothing of the transport. A WebSocket is on
+ * it from open until auth succeeds or it closes, oldest first, so the one
+ * to close when a new one would pass the limit is found in O(1). Sockets
+ * still in their HTTP handshake are the transport's (handshake_timeout,
+ * max_connections). */
+
+static void unauth_del(proto_t *p, session_t *s)
+{
+    if (!s->on_unauth)
+        return;
+    if (s->uprev)
+        s->uprev->unext = s->unext;
+    else
+        p->unauth_head = s->unext;
+    if (s->unext)
+        s->unext->uprev = s->uprev;
+    else
+        p->unauth_tail = s->uprev;
+    s->unext = s->uprev = NULL;
+    s->on_unauth = 0;
+    p->nunauth--;
+}
+
+/* Adds a new connection; past max_unauthenticated the oldest one waiting
+ * is closed with 1013 (try again later: it did nothing wrong itself, but
+ * a client that cannot authenticate in time must not hold the place of
+ * one that can). */
+static void unauth_add(proto_t *p, session_t *s)
+{
+    s->uprev = p->unauth_tail;
+    if (p->unauth_tail)
+        p->unauth_tail->unext = s;
+    else
+        p->unauth_head = s;
+    p->unauth_tail = s;
+    s->on_unauth = 1;
+    p->nunauth++;
+    while (p->nunauth > p->max_unauth && p->unauth_head != s) {
+        session_t *old = p->unauth_head;
+        unauth_del(p, old);
+        if (old->c->state != CONN_OPEN)
+            continue; /* already closing (its auth failed): just off the list */
+        char detail[48];
+        snprintf(detail, sizeof(detail), " max=%zu", p->max_unauth);
+        chat_limit_hit(old, CHAT_LIMIT_UNAUTHENTICATED, detail);
+        pl_conn_close(old->c, PL_WS_CLOSE_TRY_AGAIN, "too many unauthenticated connections");
+    }
 }
 
 static void session_unref(session_t *s)
@@ -352,6 +428,8 @@ static void arm_expiry(session_t *s)
 void chat_auth_reply(session_t *s)
 {
     s->auth_wait = 0;
+    if (s->uconn_wait)
+        return; /* and for the max_user_connections check (userconn.c) */
     json_t *o = chat_ok_obj(s->auth_has_id, s->auth_id);
     json_object_set_new(o, "user", json_string(s->auth.user));
     json_object_set_new(o, "session", json_string(s->sid));
@@ -372,10 +450,13 @@ static void on_auth_timeout(evutil_socket_t fd, short what, void *arg)
     if (s->c == NULL)
         return;
     if (s->authed) {
-        /* the user channel did not confirm in time (Redis trouble):
-         * answer anyway; DMs start once it does */
-        if (s->auth_wait)
+        /* the user channel did not confirm in time, or the connection
+         * count did not come back (Redis trouble): answer anyway; DMs
+         * start once it does */
+        if (s->auth_wait || s->uconn_wait) {
+            s->uconn_wait = 0;
             chat_auth_reply(s);
+        }
         return;
     }
     chat_reply_error(s, 0, 0, "unauthorized", "no auth in time");
@@ -395,26 +476,33 @@ static void cmd_auth(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     s->authed = 1;
     s->c->user = s->auth.user;
     arm_expiry(s);
+    unauth_del(p, s);
+    pl_conn_set_max_message(s->c, (size_t)p->w->cfg->max_message_size, -1);
     if (s->auth_timer)
         evtimer_del(s->auth_timer);
     uint8_t rnd[16];
     pl_random_bytes(rnd, sizeof(rnd));
     pl_hex(rnd, sizeof(rnd), s->sid);
-    pl_ratelimit_init(&s->rl, p->w->cfg->rate_limit, p->w->cfg->rate_burst, pl_mono_ms());
     char ch[PL_KEY_MAX];
     pl_key_user(ch, s->auth.user);
-    if (pl_user_add(&p->rooms, s->auth.user, s->c))
+    if (pl_user_add(&p->rooms, s->auth.user, s->c)) {
+        /* the user's first connection here: its shared command bucket */
+        pl_ratelimit_init(&pl_user_get(&p->rooms, s->auth.user)->rl, p->w->cfg->rate_limit,
+                          p->w->cfg->rate_burst, pl_mono_ms());
         pl_bus_subscribe(p->bus, ch);
+    }
     pl_conn_log(s->c, PL_LOG_DEBUG, "authenticated\tsession=%s", s->sid);
     s->auth_has_id = cmd->has_id;
     s->auth_id = cmd->id;
-    if (pl_bus_subscribed(p->bus, ch)) {
+    s->auth_wait = !pl_bus_subscribed(p->bus, ch);
+    chat_uconn_add(p, s); /* may set uconn_wait */
+    if (!s->auth_wait && !s->uconn_wait) {
         chat_auth_reply(s);
         return;
     }
     /* Hold the reply until DMs can reach this connection, so a DM sent
-     * right after our reply is never lost; at most 2 s. */
-    s->auth_wait = 1;
+     * right after our reply is never lost, and until the user's
+     * connections are counted; at most 2 s. */
     struct timeval tv = {2, 0};
     evtimer_add(s->auth_timer, &tv);
 }
@@ -448,7 +536,7 @@ static void cmd_refresh(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     pl_auth_free(&old);
     arm_expiry(s);
     pl_conn_log(s->c, PL_LOG_DEBUG, "token refreshed\texp=%" PRId64, s->auth.exp);
-    pl_member_t *m = s->rooms;
+    pl_member_t *m = s->rooms.head;
     while (m != NULL) {
         pl_member_t *next = m->cnext; /* leaving frees m, never another of ours */
         if (!pl_auth_room_allowed(&s->auth, m->room->name)) {
@@ -474,11 +562,29 @@ static void cmd_refresh(proto_t *p, session_t *s, const pl_cmd_t *cmd)
  * worker is a process, like metrics above). */
 static proto_t *worker_proto;
 
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proto_t *p = arg;
+    chat_uconn_refresh(p);
+    chat_dm_sweep(p);
+}
+
 static int on_worker_start(pl_worker_t *w)
 {
+    /* every map made from here on (room, user and DM indexes: client
+     * chosen names) hashes with this process's own secret seed */
+    pl_map_reseed();
     proto_t *p = pl_xcalloc(1, sizeof(*p));
     p->w = w;
+    p->max_unauth =
+        w->cfg->max_unauthenticated > 0 ? (size_t)w->cfg->max_unauthenticated : w->max_conns / 4;
+    if (p->max_unauth == 0)
+        p->max_unauth = 1;
     metrics = w->metrics;
+    for (int l = 0; l < CHAT_NLIMITS; l++)
+        limit_ids[l] = pl_metrics_limit_register(limit_names[l]);
     if (metrics) {
         chat_m_messages =
             pl_metrics_register(metrics, "parley_chat_messages_total", "counter",
@@ -494,6 +600,9 @@ static int on_worker_start(pl_worker_t *w)
         chat_m_seq_regressions = pl_metrics_register(
             metrics, "parley_seq_regressions_total", "counter",
             "Live messages under a seq already delivered (Redis lost a seq); delivered anyway.");
+        chat_m_dm_streams =
+            pl_metrics_register(metrics, "parley_chat_dm_streams", "gauge",
+                                "DM streams (per local user and dm room) this worker holds.");
     }
     chat_presence_start();
     chat_refill_start(metrics);
@@ -540,6 +649,9 @@ static int on_worker_start(pl_worker_t *w)
     struct timeval tv = {PRESENCE_BEAT_MS / 1000, 0};
     evtimer_add(p->beat, &tv);
     chat_archstat_start(p);
+    p->tick = event_new(w->base, -1, EV_PERSIST, on_tick, p);
+    struct timeval ttv = {CHAT_TICK_MS / 1000, 0};
+    evtimer_add(p->tick, &ttv);
     worker_proto = p;
     return 0;
 }
@@ -554,6 +666,7 @@ static void on_worker_stop(pl_worker_t *w)
         return;
     chat_archstat_stop();
     event_free(p->beat);
+    event_free(p->tick);
     event_free(p->refetch);
     p->refetch = NULL;
     chat_refill_stop();
@@ -569,14 +682,8 @@ static void on_worker_stop(pl_worker_t *w)
             free(e->val); /* only counters can be left: every queued send was answered */
         pl_map_clear(&p->sends);
     }
+    chat_dm_free_all(p);
     pl_rooms_free(&p->rooms);
-    size_t i;
-    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i)) {
-        dmstream_t *d = e->val;
-        pl_mqueue_clear(&d->pending);
-        free(d);
-    }
-    pl_map_clear(&p->dms);
     free(p->secret);
     free(p);
     worker_proto = NULL;
@@ -590,6 +697,12 @@ static void on_open(pl_conn_t *c)
     s->p = p;
     s->refs = 1;
     c->session = s;
+    /* until auth: small messages only, and a place on the unauthenticated list */
+    int64_t pre = c->w->cfg->max_auth_message_size < c->w->cfg->max_message_size
+                      ? c->w->cfg->max_auth_message_size
+                      : c->w->cfg->max_message_size;
+    pl_conn_set_max_message(c, (size_t)pre, limit_ids[CHAT_LIMIT_AUTH_MESSAGE]);
+    unauth_add(p, s);
     s->auth_timer = evtimer_new(c->w->base, on_auth_timeout, s);
     int64_t ms = c->w->cfg->auth_timeout;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -620,17 +733,20 @@ static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
                              "token expired (command after exp)\texp=%" PRId64, s->auth.exp);
         return;
     }
-    switch (pl_ratelimit_take(&s->rl, pl_mono_ms())) {
+    /* one bucket per user on this worker: more sockets buy no more commands */
+    pl_user_conns_t *u = pl_user_get(&p->rooms, s->auth.user);
+    assert(u != NULL);
+    switch (pl_ratelimit_take(&u->rl, &s->rl_rejected, pl_mono_ms())) {
     case PL_RATE_ALLOW:
         break;
     case PL_RATE_REJECT:
-        pl_conn_log(c, PL_LOG_DEBUG, "rate limited\trejected=%u", s->rl.rejected);
+        chat_limit_hit(s, CHAT_LIMIT_RATE, "");
         chat_reply_error(s, cmd.has_id, cmd.id, "rate_limited", "slow down");
         pl_cmd_free(&cmd);
         return;
     case PL_RATE_ABUSIVE:
         pl_cmd_free(&cmd);
-        pl_conn_close(c, PL_WS_CLOSE_POLICY, "rate limit ignored\trejected=%u", s->rl.rejected);
+        pl_conn_close(c, PL_WS_CLOSE_POLICY, "rate limit ignored\trejected=%u", s->rl_rejected);
         return;
     }
     if (rc < 0) {
@@ -676,8 +792,11 @@ static void on_closed(pl_conn_t *c)
     proto_t *p = worker_proto;
     if (s == NULL)
         return;
-    while (s->rooms)
-        chat_leave_member(p, s, s->rooms);
+    unauth_del(p, s);
+    while (s->rooms.head)
+        chat_leave_member(p, s, s->rooms.head);
+    if (s->authed)
+        chat_uconn_del(p, s);
     if (s->authed && pl_user_del(&p->rooms, s->auth.user, c)) {
         char ch[PL_KEY_MAX];
         pl_key_user(ch, s->auth.user);

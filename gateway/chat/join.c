@@ -10,6 +10,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdio.h>
 
 void chat_leave_member(proto_t *p, session_t *s, pl_member_t *m)
 {
@@ -28,7 +29,7 @@ void chat_cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd)
         chat_reply_error(s, cmd->has_id, cmd->id, "forbidden", "not allowed in this room");
         return;
     }
-    pl_member_t *old = pl_room_member(s->rooms, cmd->room);
+    pl_member_t *old = pl_room_member(&s->rooms, cmd->room);
     if (old != NULL && !old->recovering && !cmd->has_since) {
         json_t *o = chat_ok_obj(cmd->has_id, cmd->id);
         json_object_set_new(o, "room", json_string(cmd->room));
@@ -38,6 +39,15 @@ void chat_cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     }
     if (old != NULL) {
         chat_reply_error(s, cmd->has_id, cmd->id, "bad_request", "already joined");
+        return;
+    }
+    /* each room is a subscription, a presence entry and heartbeat work */
+    if (s->rooms.n >= (size_t)p->w->cfg->max_rooms_per_connection) {
+        char detail[48];
+        snprintf(detail, sizeof(detail), " max=%zu", s->rooms.n);
+        chat_limit_hit(s, CHAT_LIMIT_ROOMS, detail);
+        chat_reply_error(s, cmd->has_id, cmd->id, "too_many_rooms",
+                         "max_rooms_per_connection reached: leave a room first");
         return;
     }
     if (!pl_bus_ready(p->bus) || !pl_bus_sub_ready(p->bus)) {
@@ -60,7 +70,7 @@ void chat_cmd_join(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 
 void chat_cmd_leave(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 {
-    pl_member_t *m = pl_room_member(s->rooms, cmd->room);
+    pl_member_t *m = pl_room_member(&s->rooms, cmd->room);
     if (m == NULL) {
         chat_reply_error(s, cmd->has_id, cmd->id, "not_joined", "not joined to this room");
         return;

@@ -141,7 +141,7 @@ void chat_on_beat(evutil_socket_t fd, short what, void *arg)
 
 static int may_read(session_t *s, const char *room)
 {
-    return pl_room_member(s->rooms, room) != NULL || pl_auth_room_allowed(&s->auth, room);
+    return pl_room_member(&s->rooms, room) != NULL || pl_auth_room_allowed(&s->auth, room);
 }
 
 /* Reply {count, users, left out}: users are distinct (the script dedupes)
@@ -192,8 +192,16 @@ void chat_cmd_presence(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 
 void chat_cmd_typing(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 {
-    if (pl_room_member(s->rooms, cmd->room) == NULL) {
+    pl_member_t *m = pl_room_member(&s->rooms, cmd->room);
+    if (m == NULL) {
         chat_reply_error(s, cmd->has_id, cmd->id, "not_joined", "join the room first");
+        return;
+    }
+    /* typing_interval: once per user and room (any of its connections on
+     * this worker); the rest are dropped silently, as the protocol allows */
+    if (!pl_room_typing_allow(m->room, s->auth.user, pl_mono_ms(),
+                              (uint64_t)p->w->cfg->typing_interval)) {
+        chat_limit_hit(s, CHAT_LIMIT_TYPING, "");
         return;
     }
     char ch[PL_KEY_MAX];

@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +67,7 @@ static void room_free(pl_room_t *r)
     for (size_t i = 0; i < r->nusers; i++)
         free(r->users[i].user);
     free(r->users);
+    pl_map_clear(&r->user_ix);
     pl_mqueue_clear(&r->pending);
     free(r->name);
     free(r);
@@ -92,10 +94,8 @@ pl_room_t *pl_room_get(pl_rooms_t *rs, const char *name)
 
 static pl_room_user_t *room_user(const pl_room_t *r, const char *user)
 {
-    for (size_t i = 0; i < r->nusers; i++)
-        if (strcmp(r->users[i].user, user) == 0)
-            return &r->users[i];
-    return NULL;
+    uintptr_t ix = (uintptr_t)pl_map_get(&r->user_ix, user);
+    return ix ? &r->users[ix - 1] : NULL;
 }
 
 int pl_room_user_conns(const pl_room_t *r, const char *user)
@@ -104,25 +104,34 @@ int pl_room_user_conns(const pl_room_t *r, const char *user)
     return u ? u->conns : 0;
 }
 
-pl_member_t *pl_room_member(pl_member_t *list, const char *name)
+int pl_room_typing_allow(pl_room_t *r, const char *user, uint64_t now_ms, uint64_t interval_ms)
 {
-    for (pl_member_t *m = list; m; m = m->cnext)
-        if (strcmp(m->room->name, name) == 0)
-            return m;
-    return NULL;
+    pl_room_user_t *u = room_user(r, user);
+    if (u == NULL)
+        return 0;
+    if (u->typing_ms != 0 && now_ms - u->typing_ms < interval_ms)
+        return 0;
+    u->typing_ms = now_ms ? now_ms : 1; /* 0 means never */
+    return 1;
+}
+
+pl_member_t *pl_room_member(const pl_conn_rooms_t *cr, const char *name)
+{
+    return cr->by_name ? pl_map_get(cr->by_name, name) : NULL;
 }
 
 pl_member_t *pl_room_join(pl_rooms_t *rs, const char *name, void *conn, uint64_t conn_id,
-                          const char *user, pl_member_t **list, int *first_conn, int *first_user)
+                          const char *user, pl_conn_rooms_t *cr, int *first_conn, int *first_user)
 {
     *first_conn = *first_user = 0;
-    if (pl_room_member(*list, name))
+    if (pl_room_member(cr, name))
         return NULL;
     pl_room_t *r = pl_map_get(&rs->rooms, name);
     if (r == NULL) {
         r = pl_xcalloc(1, sizeof(*r));
         r->name = pl_xstrdup(name);
         r->stream = ROOM_WAIT;
+        pl_map_init(&r->user_ix);
         pl_map_put(&rs->rooms, name, r);
     }
     *first_conn = r->nmembers == 0;
@@ -136,10 +145,16 @@ pl_member_t *pl_room_join(pl_rooms_t *rs, const char *name, void *conn, uint64_t
         r->members->rprev = m;
     r->members = m;
     r->nmembers++;
-    m->cnext = *list;
-    if (*list)
-        (*list)->cprev = m;
-    *list = m;
+    m->cnext = cr->head;
+    if (cr->head)
+        cr->head->cprev = m;
+    cr->head = m;
+    if (cr->by_name == NULL) {
+        cr->by_name = pl_xmalloc(sizeof(*cr->by_name));
+        pl_map_init(cr->by_name);
+    }
+    pl_map_put(cr->by_name, name, m);
+    cr->n++;
 
     pl_room_user_t *u = room_user(r, user);
     if (u == NULL) {
@@ -150,13 +165,15 @@ pl_member_t *pl_room_join(pl_rooms_t *rs, const char *name, void *conn, uint64_t
         u = &r->users[r->nusers++];
         u->user = pl_xstrdup(user);
         u->conns = 0;
+        u->typing_ms = 0;
+        pl_map_put(&r->user_ix, user, (void *)(uintptr_t)r->nusers);
     }
     *first_user = u->conns == 0;
     u->conns++;
     return m;
 }
 
-void pl_room_leave(pl_member_t *m, pl_member_t **list, int *last_user, int *empty)
+void pl_room_leave(pl_member_t *m, pl_conn_rooms_t *cr, int *last_user, int *empty)
 {
     pl_room_t *r = m->room;
     if (m->rprev)
@@ -169,17 +186,26 @@ void pl_room_leave(pl_member_t *m, pl_member_t **list, int *last_user, int *empt
     if (m->cprev)
         m->cprev->cnext = m->cnext;
     else
-        *list = m->cnext;
+        cr->head = m->cnext;
     if (m->cnext)
         m->cnext->cprev = m->cprev;
+    pl_map_del(cr->by_name, r->name);
+    if (--cr->n == 0) {
+        pl_map_clear(cr->by_name);
+        free(cr->by_name);
+        cr->by_name = NULL;
+    }
 
     *last_user = 0;
     pl_room_user_t *u = room_user(r, m->user);
     assert(u != NULL);
     if (--u->conns == 0) {
         *last_user = 1;
+        pl_map_del(&r->user_ix, u->user);
         free(u->user);
         *u = r->users[--r->nusers];
+        if (u != &r->users[r->nusers]) /* the last entry moved into the hole */
+            pl_map_put(&r->user_ix, u->user, (void *)(uintptr_t)(u - r->users + 1));
     }
     *empty = r->nmembers == 0;
     pl_mqueue_clear(&m->q);
@@ -228,7 +254,7 @@ int pl_user_del(pl_rooms_t *rs, const char *user, void *conn)
     return 1;
 }
 
-const pl_user_conns_t *pl_user_get(pl_rooms_t *rs, const char *user)
+pl_user_conns_t *pl_user_get(pl_rooms_t *rs, const char *user)
 {
     return pl_map_get(&rs->users, user);
 }

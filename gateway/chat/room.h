@@ -8,7 +8,10 @@
  *
  * A pl_member_t is the link "this connection is joined to this room"; it
  * sits on the room's list and on the connection's list at once, so leave
- * and close update both sides in O(1).
+ * and close update both sides in O(1). A connection finds its member of a
+ * room by a hash lookup (pl_conn_rooms_t), and a room its entry for a user
+ * likewise (pl_room_t.user_ix): no command scans a list whose length a
+ * client chooses.
  */
 #ifndef PL_ROOM_H
 #define PL_ROOM_H
@@ -19,6 +22,7 @@
 #include "frame.h"
 #include "map.h"
 #include "seqcheck.h"
+#include "ratelimit.h"
 
 /* ---- queued live messages (room not ready / member recovering) ---- */
 typedef struct pl_qmsg {
@@ -60,7 +64,8 @@ typedef struct pl_member {
 
 typedef struct pl_room_user {
     char *user;
-    int conns; /* local connections of this user joined to the room */
+    int conns;          /* local connections of this user joined to the room */
+    uint64_t typing_ms; /* monotonic ms this user's last typing here was forwarded, 0 = never */
 } pl_room_user_t;
 
 /* Stream state of a room on this worker (the machine is stream.c, its
@@ -77,6 +82,7 @@ typedef struct pl_room {
     size_t nmembers;
     pl_room_user_t *users; /* distinct local users and their connection counts */
     size_t nusers, capusers;
+    pl_map_t user_ix; /* user -> its index in users, plus 1 (stored as a pointer) */
     enum room_stream stream;
     int have_base;       /* last_seq is known */
     int64_t last_seq;    /* last seq delivered to this worker's members */
@@ -98,7 +104,19 @@ typedef struct pl_rooms {
 typedef struct pl_user_conns {
     void **conns; /* pl_conn_t pointers of this user on this worker */
     size_t n, cap;
+    pl_ratelimit_t rl; /* the user's command bucket on this worker, shared by all its
+                          connections (cmd.c initialises it with the first one) */
 } pl_user_conns_t;
+
+/* A connection's rooms: its member list and a map from room name to
+ * member, so finding one is a hash lookup, not a walk of the list (a
+ * connection may hold max_rooms_per_connection rooms). Zeroed = empty; the
+ * map exists only while n > 0, so an idle connection pays nothing. */
+typedef struct pl_conn_rooms {
+    pl_member_t *head; /* newest first, linked by cnext/cprev */
+    pl_map_t *by_name; /* room name -> pl_member_t; NULL while n == 0 */
+    size_t n;          /* rooms joined */
+} pl_conn_rooms_t;
 
 void pl_rooms_init(pl_rooms_t *rs);
 /* Frees every room and user entry; members must already be gone. */
@@ -106,21 +124,21 @@ void pl_rooms_free(pl_rooms_t *rs);
 
 pl_room_t *pl_room_get(pl_rooms_t *rs, const char *name);
 
-/* Joins conn to room name (created if needed). *list is the connection's
- * member list head. Returns the new member, or NULL if already joined.
+/* Joins conn to room name (created if needed); cr is the connection's
+ * rooms. Returns the new member, or NULL if already joined.
  * *first_conn is set when the room had no local member before (subscribe);
  * *first_user when this is the user's first local connection in the room
  * (announce presence). */
 pl_member_t *pl_room_join(pl_rooms_t *rs, const char *name, void *conn, uint64_t conn_id,
-                          const char *user, pl_member_t **list, int *first_conn, int *first_user);
+                          const char *user, pl_conn_rooms_t *cr, int *first_conn, int *first_user);
 
-/* The member linking the connection (by its list) to room name, or NULL. */
-pl_member_t *pl_room_member(pl_member_t *list, const char *name);
+/* The member linking the connection (by its rooms) to room name, or NULL. */
+pl_member_t *pl_room_member(const pl_conn_rooms_t *cr, const char *name);
 
 /* Unlinks and frees m. *last_user is set when it was the user's last
  * local connection in the room, *empty when the room has no local member
  * left (the room itself stays until pl_room_drop). */
-void pl_room_leave(pl_member_t *m, pl_member_t **list, int *last_user, int *empty);
+void pl_room_leave(pl_member_t *m, pl_conn_rooms_t *cr, int *last_user, int *empty);
 
 /* Frees an empty room and removes it from the index. */
 void pl_room_drop(pl_rooms_t *rs, pl_room_t *r);
@@ -128,10 +146,15 @@ void pl_room_drop(pl_rooms_t *rs, pl_room_t *r);
 /* Local connections of the user in the room (0 if none). */
 int pl_room_user_conns(const pl_room_t *r, const char *user);
 
+/* typing_interval: 1 if the user's typing in r may be forwarded at now_ms
+ * (none forwarded within interval_ms before; the stamp moves to now_ms),
+ * 0 to drop it. The user must have a local member in r (else 0). */
+int pl_room_typing_allow(pl_room_t *r, const char *user, uint64_t now_ms, uint64_t interval_ms);
+
 /* user -> connections: returns 1 when conn is the user's first local one
  * (subscribe the user channel) / its last (unsubscribe). */
 int pl_user_add(pl_rooms_t *rs, const char *user, void *conn);
 int pl_user_del(pl_rooms_t *rs, const char *user, void *conn);
-const pl_user_conns_t *pl_user_get(pl_rooms_t *rs, const char *user);
+pl_user_conns_t *pl_user_get(pl_rooms_t *rs, const char *user);
 
 #endif

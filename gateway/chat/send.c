@@ -338,7 +338,7 @@ void chat_send_go(proto_t *p, req_t *q)
 
 void chat_cmd_send(proto_t *p, session_t *s, const pl_cmd_t *cmd)
 {
-    if (pl_room_member(s->rooms, cmd->room) == NULL) {
+    if (pl_room_member(&s->rooms, cmd->room) == NULL) {
         chat_reply_error(s, cmd->has_id, cmd->id, "not_joined", "join the room first");
         return;
     }

@@ -206,7 +206,7 @@ static void on_recover(void *arg, const chat_refill_res_t *res)
     req_t *q = arg;
     session_t *s = q->s;
     proto_t *p = s->p;
-    pl_member_t *m = s->c ? pl_room_member(s->rooms, q->room) : NULL;
+    pl_member_t *m = s->c ? pl_room_member(&s->rooms, q->room) : NULL;
     if (m == NULL || !m->recovering) {
         chat_req_free(q);
         return;
@@ -254,7 +254,7 @@ static void join_ready(proto_t *p, req_t *q)
 {
     session_t *s = q->s;
     pl_room_t *r = pl_room_get(&p->rooms, q->room);
-    pl_member_t *m = s->c ? pl_room_member(s->rooms, q->room) : NULL;
+    pl_member_t *m = s->c ? pl_room_member(&s->rooms, q->room) : NULL;
     if (m == NULL || r == NULL) {
         chat_req_error(q, "not_joined", "left before the join completed");
         chat_req_free(q);
@@ -304,7 +304,7 @@ static void fail_waiters(proto_t *p, pl_room_t *r, const char *code, const char 
     r->waiters = NULL;
     while (q) {
         req_t *next = q->next;
-        pl_member_t *m = unjoin && q->s->c ? pl_room_member(q->s->rooms, q->room) : NULL;
+        pl_member_t *m = unjoin && q->s->c ? pl_room_member(&q->s->rooms, q->room) : NULL;
         if (m)
             chat_leave_member(p, q->s, m);
         chat_req_error(q, code, msg);
@@ -636,11 +636,29 @@ void chat_on_refetch(evutil_socket_t fd, short what, void *arg)
 /* Per local user and dm room, the same in-order, once-only stream as
  * rooms, fed by the user's channel. A gap (a DM published while the user
  * channel was resubscribing) is filled from the dm room's recent zset
- * before newer DMs are released. */
+ * before newer DMs are released.
+ *
+ * Indexed per user (p->dms: user -> dmuser_t -> dm room -> dmstream_t),
+ * so a user's disconnect or resubscribe touches only that user's streams.
+ * A user holds at most DM_STREAMS_PER_USER of them (the least recently
+ * used goes first) and one idle for DM_IDLE_MS is dropped by the sweep:
+ * DMs to ten thousand made-up users leave a bounded trace. A dropped
+ * stream only forgets its position: the next DM of that room starts a new
+ * one (no gap check against the old position, which is why only idle or
+ * least recently used ones go). */
+
+#define DM_STREAMS_PER_USER 256
+#define DM_IDLE_MS (5 * 60 * 1000)
+
+typedef struct dmuser {
+    pl_map_t streams;                /* dm room -> dmstream_t */
+    dmstream_t *lru_head, *lru_tail; /* most recently used first */
+} dmuser_t;
 
 typedef struct dmfetch {
     proto_t *p;
-    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
+    char user[PL_USER_MAX + 1];
+    char room[PL_ROOM_MAX + 1];
 } dmfetch_t;
 
 /* Tells the user's connections that from..to of a dm room will not come. */
@@ -686,18 +704,73 @@ static void dm_release(proto_t *p, dmstream_t *d)
     pl_mqueue_clear(&q);
 }
 
-static int dm_fetch(proto_t *p, dmstream_t *d, const char *key);
+static void lru_unlink(dmuser_t *du, dmstream_t *d)
+{
+    if (d->lprev)
+        d->lprev->lnext = d->lnext;
+    else
+        du->lru_head = d->lnext;
+    if (d->lnext)
+        d->lnext->lprev = d->lprev;
+    else
+        du->lru_tail = d->lprev;
+    d->lprev = d->lnext = NULL;
+}
+
+static void lru_touch(dmuser_t *du, dmstream_t *d)
+{
+    d->used_ms = pl_mono_ms();
+    if (du->lru_head == d)
+        return;
+    if (d->lprev || d->lnext || du->lru_tail == d)
+        lru_unlink(du, d);
+    d->lnext = du->lru_head;
+    if (du->lru_head)
+        du->lru_head->lprev = d;
+    du->lru_head = d;
+    if (du->lru_tail == NULL)
+        du->lru_tail = d;
+}
+
+/* Frees a stream (a fetch in flight finds none). With release, what it
+ * holds is delivered first (eviction), else dropped (the user is gone). */
+static void dm_drop(proto_t *p, dmuser_t *du, dmstream_t *d, int release)
+{
+    if (release)
+        dm_release(p, d);
+    lru_unlink(du, d);
+    pl_map_del(&du->streams, d->room);
+    pl_mqueue_clear(&d->pending);
+    free(d);
+    chat_count(chat_m_dm_streams, -1);
+}
+
+static void dmuser_free(proto_t *p, dmuser_t *du)
+{
+    while (du->lru_head)
+        dm_drop(p, du, du->lru_head, 0);
+    pl_map_clear(&du->streams);
+    free(du);
+}
+
+static dmstream_t *dm_find(proto_t *p, const char *user, const char *room, dmuser_t **dup)
+{
+    dmuser_t *du = pl_map_get(&p->dms, user);
+    if (dup)
+        *dup = du;
+    return du ? pl_map_get(&du->streams, room) : NULL;
+}
+
+static int dm_fetch(proto_t *p, dmstream_t *d);
 
 static void on_dm_fetch(void *arg, const chat_refill_res_t *res)
 {
     dmfetch_t *df = arg;
     proto_t *p = df->p;
-    char key[sizeof(df->key)];
-    memcpy(key, df->key, sizeof(key));
-    dmstream_t *d = pl_map_get(&p->dms, df->key);
+    dmstream_t *d = dm_find(p, df->user, df->room, NULL);
     free(df);
     if (d == NULL)
-        return; /* the user left this worker meanwhile */
+        return; /* the user left this worker meanwhile, or the stream was dropped */
     d->fetching = 0;
     if (res->status == 0)
         chat_refill_count(res);
@@ -719,20 +792,21 @@ static void on_dm_fetch(void *arg, const chat_refill_res_t *res)
     /* DMs dropped from a full queue exist: fetch again before releasing */
     if (res->status == 0 && d->dropped) {
         d->dropped = 0;
-        if (dm_fetch(p, d, key) == 0)
+        if (dm_fetch(p, d) == 0)
             return;
     }
     dm_release(p, d);
 }
 
 /* Starts a catch-up from d->last; returns -1 when Redis is down. */
-static int dm_fetch(proto_t *p, dmstream_t *d, const char *key)
+static int dm_fetch(proto_t *p, dmstream_t *d)
 {
     if (d->fetching)
         return 0;
     dmfetch_t *df = pl_xcalloc(1, sizeof(*df));
     df->p = p;
-    snprintf(df->key, sizeof(df->key), "%s", key);
+    snprintf(df->user, sizeof(df->user), "%s", d->user);
+    snprintf(df->room, sizeof(df->room), "%s", d->room);
     if (chat_refill(p, d->room, d->last, -1, on_dm_fetch, df) < 0) {
         free(df);
         return -1;
@@ -742,27 +816,36 @@ static int dm_fetch(proto_t *p, dmstream_t *d, const char *key)
 }
 
 /* The user's stream for a dm room, created while the user has a local
- * connection; NULL otherwise. */
-static dmstream_t *dm_stream_n(proto_t *p, const char *user, const char *room, size_t room_len,
-                               char *key, size_t keylen)
+ * connection; NULL otherwise. Marks it used. */
+static dmstream_t *dm_stream_n(proto_t *p, const char *user, const char *room, size_t room_len)
 {
-    snprintf(key, keylen, "%.64s|%.*s", user, (int)room_len, room);
-    dmstream_t *d = pl_map_get(&p->dms, key);
+    char name[PL_ROOM_MAX + 1];
+    snprintf(name, sizeof(name), "%.*s", (int)room_len, room);
+    dmuser_t *du;
+    dmstream_t *d = dm_find(p, user, name, &du);
     if (d == NULL) {
         if (pl_user_get(&p->rooms, user) == NULL)
             return NULL; /* nobody of this user here any more */
+        if (du == NULL) {
+            du = pl_xcalloc(1, sizeof(*du));
+            pl_map_init(&du->streams);
+            pl_map_put(&p->dms, user, du);
+        }
+        if (du->streams.n >= DM_STREAMS_PER_USER)
+            dm_drop(p, du, du->lru_tail, 1);
         d = pl_xcalloc(1, sizeof(*d));
         snprintf(d->user, sizeof(d->user), "%.64s", user);
-        snprintf(d->room, sizeof(d->room), "%.*s", (int)room_len, room);
-        pl_map_put(&p->dms, key, d);
+        snprintf(d->room, sizeof(d->room), "%s", name);
+        pl_map_put(&du->streams, d->room, d);
+        chat_count(chat_m_dm_streams, 1);
     }
+    lru_touch(du, d);
     return d;
 }
 
 dmstream_t *chat_dm_stream(proto_t *p, const char *user, const char *room)
 {
-    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
-    return dm_stream_n(p, user, room, strlen(room), key, sizeof(key));
+    return dm_stream_n(p, user, room, strlen(room));
 }
 
 void chat_stream_dm(proto_t *p, const char *user, const char *room, size_t room_len, int64_t seq,
@@ -777,8 +860,7 @@ void chat_stream_dm(proto_t *p, const char *user, const char *room, size_t room_
     pl_room_t *r = pl_room_get(&p->rooms, name);
     if (r && r->have_base && seq > r->last_seq)
         r->last_seq = seq;
-    char key[PL_USER_MAX + PL_ROOM_MAX + 2];
-    dmstream_t *d = dm_stream_n(p, user, room, room_len, key, sizeof(key));
+    dmstream_t *d = dm_stream_n(p, user, room, room_len);
     if (d == NULL)
         return;
     if (d->fetching || (d->last > 0 && seq > d->last + 1)) {
@@ -790,49 +872,46 @@ void chat_stream_dm(proto_t *p, const char *user, const char *room, size_t room_
         } else {
             pl_mqueue_push(&d->pending, seq, origin, f);
         }
-        if (dm_fetch(p, d, key) < 0)
+        if (dm_fetch(p, d) < 0)
             dm_release(p, d); /* Redis down: deliver what we have, gap and all */
         return;
     }
     dm_deliver(p, d, seq, f, origin);
 }
 
-/* Keys of the user's DM streams (malloc'd array of malloc'd keys). */
-static char **dm_keys(proto_t *p, const char *user, size_t *n)
-{
-    size_t i, ulen = strlen(user);
-    char **keys = pl_xcalloc(p->dms.n + 1, sizeof(*keys));
-    *n = 0;
-    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i))
-        if (strncmp(e->key, user, ulen) == 0 && e->key[ulen] == '|')
-            keys[(*n)++] = pl_xstrdup(e->key);
-    return keys;
-}
-
 void chat_stream_user_subscribed(proto_t *p, const char *user)
 {
-    size_t n;
-    char **keys = dm_keys(p, user, &n);
-    for (size_t k = 0; k < n; k++) {
-        dmstream_t *d = pl_map_get(&p->dms, keys[k]);
-        if (d && d->last > 0)
-            (void)dm_fetch(p, d, keys[k]);
-        free(keys[k]);
-    }
-    free(keys);
+    dmuser_t *du = pl_map_get(&p->dms, user);
+    if (du == NULL)
+        return;
+    /* dm_fetch neither adds nor removes streams: iterate in place */
+    for (dmstream_t *d = du->lru_head; d; d = d->lnext)
+        if (d->last > 0)
+            (void)dm_fetch(p, d);
 }
 
 void chat_dm_forget(proto_t *p, const char *user)
 {
-    size_t n;
-    char **keys = dm_keys(p, user, &n);
-    for (size_t k = 0; k < n; k++) {
-        dmstream_t *d = pl_map_del(&p->dms, keys[k]);
-        if (d) {
-            pl_mqueue_clear(&d->pending); /* a fetch in flight finds no stream */
-            free(d);
-        }
-        free(keys[k]);
+    dmuser_t *du = pl_map_del(&p->dms, user);
+    if (du)
+        dmuser_free(p, du);
+}
+
+void chat_dm_sweep(proto_t *p)
+{
+    uint64_t now = pl_mono_ms();
+    size_t i;
+    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i)) {
+        dmuser_t *du = e->val;
+        while (du->lru_tail && !du->lru_tail->fetching && now - du->lru_tail->used_ms >= DM_IDLE_MS)
+            dm_drop(p, du, du->lru_tail, 1);
     }
-    free(keys);
+}
+
+void chat_dm_free_all(proto_t *p)
+{
+    size_t i;
+    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i))
+        dmuser_free(p, e->val);
+    pl_map_clear(&p->dms);
 }

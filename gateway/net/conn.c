@@ -69,6 +69,8 @@ struct pl_conn_private {
     uint32_t close_mark;       /* CLOSING: bytes the kernel held for the peer when the close
                                   timer was armed, plus what we wrote since (see closing_arm) */
     int fd;
+    int msg_limit;       /* limit id counted when a message exceeds parser.max_message, -1 = none
+                            (pl_conn_set_max_message) */
     unsigned ops : 3;    /* pl_ops_by_id index of the path's module; 0 before the upgrade */
     unsigned ws : 1;     /* the 101 was queued: out holds WebSocket frames */
     unsigned opened : 1; /* the module's open ran (or would have): its closed is owed */
@@ -745,8 +747,17 @@ static size_t process(pl_conn_t *c, uint8_t *buf, size_t len)
         if (r != PL_OK) {
             p->discard = 1; /* the stream cannot be trusted after a framing error */
             p->linger = 1;
-            if (c->state == CONN_OPEN)
+            if (c->state != CONN_OPEN)
+                return len;
+            if (r == PL_WS_CLOSE_TOO_BIG && p->msg_limit >= 0) {
+                /* over the module's per-connection limit (e.g. before auth) */
+                pl_metrics_limit(c->w->metrics, p->msg_limit);
+                pl_conn_close(c, (uint16_t)r, "limit reached\tlimit=%s max=%llu",
+                              pl_metrics_limit_name(p->msg_limit),
+                              (unsigned long long)p->parser.max_message);
+            } else {
                 pl_conn_close(c, (uint16_t)r, "websocket protocol error");
+            }
             return len;
         }
         off += used;
@@ -806,7 +817,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     if (c->state == CONN_CLOSED)
         return;
     size_t left = p->discard ? 0 : total - done;
-    if (left > 0 && left > (size_t)c->w->cfg->max_message_size + 65536) {
+    if (left > 0 && left > (size_t)p->parser.max_message + 65536) {
         p->discard = 1;
         p->linger = 1;
         pl_conn_close(c, PL_WS_CLOSE_TOO_BIG, "input buffer over limit");
@@ -887,6 +898,7 @@ pl_conn_t *pl_conn_new(pl_worker_t *w, int fd, const struct sockaddr *sa, unsign
     c->id = pl_worker_next_id(w);
     c->state = CONN_HTTP;
     p->fd = fd;
+    p->msg_limit = -1;
     p->proxied = (flags & PL_CONN_PROXIED) != 0;
     p->ip_held = (flags & PL_CONN_IP_HELD) != 0;
     p->last_rx_ms = (uint32_t)pl_mono_ms();
@@ -916,6 +928,14 @@ pl_conn_t *pl_conn_new(pl_worker_t *w, int fd, const struct sockaddr *sa, unsign
     if (pl_log_level >= PL_LOG_DEBUG)
         pl_conn_log(c, PL_LOG_DEBUG, "connection accepted");
     return c;
+}
+
+void pl_conn_set_max_message(pl_conn_t *c, size_t max, int limit_id)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    c->priv->parser.max_message = (uint64_t)max;
+    c->priv->msg_limit = limit_id;
 }
 
 void pl_conn_go_away(pl_conn_t *c)

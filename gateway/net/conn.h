@@ -60,6 +60,15 @@ void pl_conn_close(pl_conn_t *c, uint16_t code, const char *fmt, ...)
 void pl_conn_close_reason(pl_conn_t *c, uint16_t code, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The largest message this connection may send from now on (max_message_size
+ * until set; the module lowers it at open, e.g. before authentication, and
+ * raises it again later). A message over it closes the connection with
+ * 1009; with limit_id >= 0 (pl_metrics_limit_register) that also counts
+ * in parley_limit_rejections_total under that id and the close is logged
+ * as a limit. A message already being reassembled is held to the new
+ * value. No-op unless OPEN. */
+void pl_conn_set_max_message(pl_conn_t *c, size_t max, int limit_id);
+
 /* Logs with the connection's prefix (worker, conn id, peer). */
 void pl_conn_log(pl_conn_t *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -396,6 +396,7 @@ int pl_worker_init(pl_worker_t *w, const pl_gw_config_t *cfg, int index, int lis
     priv->listen_fd = listen_fd;
     priv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     priv->max_conns = pl_worker_max_conns(cfg, NULL);
+    w->max_conns = priv->max_conns;
     char err[256];
     if (pl_cidr_list_parse(cfg->trusted_proxies, &priv->trusted, err, sizeof(err)) < 0)
         pl_log_error("trusted_proxies: %s", err); /* checked at load: not reached */

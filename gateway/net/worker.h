@@ -31,6 +31,8 @@ typedef struct pl_worker {
     const char *node_id;            /* cfg->node_id or the host name */
     struct pl_metrics *metrics;     /* this worker's slot in the shared metrics page */
     int draining;                   /* set on SIGTERM: stop accepting, close 1001 */
+    size_t max_conns;               /* max_connections in effect (what the configured value,
+                                       RLIMIT_NOFILE and the fd reserve allow) */
     struct pl_worker_private *priv; /* worker.c's (opaque here) */
 } pl_worker_t;
 

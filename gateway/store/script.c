@@ -241,7 +241,36 @@ static const char archstat_lua[] =
     "if oldest and now > oldest then age = now - oldest end\n"
     "return {redis.call('XLEN', s), age}\n";
 
-static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua, seq_lua, archstat_lua};
+/* A user's live connections in the cluster: a zset of "<origin>|<conn>"
+ * scored by expiry (Redis's clock, so nodes' clocks need not agree). add
+ * drops expired entries (a dead node's age out) and refuses a new one
+ * past the maximum (0 = refused); refresh extends (and re-adds, e.g. after
+ * a Redis restart) this worker's entries; del removes one. */
+static const char userconn_lua[] =
+    "local key = KEYS[1]\n"
+    "local op, ttl = ARGV[1], tonumber(ARGV[2])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local exps = string.format('%d', now + ttl)\n"
+    "if op == 'del' then\n"
+    "  return redis.call('ZREM', key, ARGV[4])\n"
+    "end\n"
+    "redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('(%d', now))\n"
+    "if op == 'add' then\n"
+    "  local max = tonumber(ARGV[3])\n"
+    "  if max > 0 and not redis.call('ZSCORE', key, ARGV[4]) and "
+    "redis.call('ZCARD', key) >= max then\n"
+    "    return 0\n"
+    "  end\n"
+    "  redis.call('ZADD', key, exps, ARGV[4])\n"
+    "else\n"
+    "  for i = 4, #ARGV do redis.call('ZADD', key, exps, ARGV[i]) end\n"
+    "end\n"
+    "redis.call('PEXPIRE', key, ttl)\n"
+    "return 1\n";
+
+static const char *const sources[PL_SCRIPT_COUNT] = {send_lua, presence_lua, seq_lua, archstat_lua,
+                                                     userconn_lua};
 static char shas[PL_SCRIPT_COUNT][41];
 
 const char *pl_script_sha(pl_script_id_t id)

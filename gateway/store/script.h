@@ -14,6 +14,7 @@ typedef enum {
     PL_SCRIPT_PRESENCE, /* join/leave/refresh/list a room's presence zset + users hash */
     PL_SCRIPT_SEQ,      /* raise a seq key to a floor, keep its TTL (seq guard) */
     PL_SCRIPT_ARCHSTAT, /* archive stream: {length, ms since the oldest unarchived entry} */
+    PL_SCRIPT_USERCONN, /* add/refresh/del a user's live connections (max_user_connections) */
     PL_SCRIPT_COUNT
 } pl_script_id_t;
 
@@ -63,6 +64,14 @@ enum presence_arg {
     PRES_KEY_TTL,   /* ms the presence key lives without refresh */
     PRES_EV_MAX,    /* presence_events_max: rooms with more users get no join/leave events */
     PRES_NARGS      /* join/leave: user, member; refresh: members...; list: max users */
+};
+
+/* Argument positions of PL_SCRIPT_USERCONN (KEYS[1] = pl_key_user_conns). */
+enum userconn_arg {
+    UCONN_OP,   /* add | refresh | del */
+    UCONN_TTL,  /* ms an entry lives without refresh (also the key's TTL) */
+    UCONN_MAX,  /* add: max_user_connections (0 = no limit, just count) */
+    UCONN_NARGS /* add, del: one member; refresh: members... ("<origin>|<conn id>") */
 };
 
 /* 40 lowercase hex digits. */

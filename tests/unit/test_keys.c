@@ -23,6 +23,8 @@ static void test_room_keys(void)
     CU_ASSERT_STRING_EQUAL(k, "parley:{dm:alice:bob}:presence");
     pl_key_presence_users(k, "dm:alice:bob");
     CU_ASSERT_STRING_EQUAL(k, "parley:{dm:alice:bob}:presence:users");
+    pl_key_user_conns(k, "alice");
+    CU_ASSERT_STRING_EQUAL(k, "parley:user:{alice}:conns");
     pl_key_cid(k, "lobby", "bob", "c1");
     CU_ASSERT_STRING_EQUAL(k, "parley:{lobby}:cid:bob:c1");
     pl_key_cid(k, "lobby", "bob", "");

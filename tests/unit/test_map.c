@@ -1,9 +1,10 @@
 /*
  * common/map.c: put, get, del, replace, growth past the initial buckets,
- * iteration seeing every entry once, and keys copied in (the caller's
- * buffer may change after put).
+ * iteration seeing every entry once, keys copied in (the caller's
+ * buffer may change after put), and the per-map SipHash seed.
  */
 #include "map.h"
+#include "siphash.h"
 #include "unit.h"
 
 #include <stdio.h>
@@ -131,5 +132,41 @@ static void test_empty_iterate(void)
     pl_map_clear(&m);
 }
 
+/* The hash is SipHash-1-3 under the seed the map was created with: two
+ * seeds place the same key differently, and a map keeps its own seed
+ * (still finds every key) after the process seed changes. */
+static void test_seeded(void)
+{
+    uint8_t s1[16] = {1}, s2[16] = {2};
+    pl_map_t a, b;
+    pl_map_seed(s1);
+    pl_map_init(&a);
+    CU_ASSERT_EQUAL(pl_map_hash(&a, "lobby"), pl_siphash13(s1, "lobby", 5));
+    int v[200];
+    char k[16];
+    for (int i = 0; i < 200; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        pl_map_put(&a, k, &v[i]);
+    }
+    pl_map_seed(s2);
+    pl_map_init(&b);
+    CU_ASSERT_EQUAL(pl_map_hash(&b, "lobby"), pl_siphash13(s2, "lobby", 5));
+    CU_ASSERT_NOT_EQUAL(pl_map_hash(&a, "lobby"), pl_map_hash(&b, "lobby"));
+    for (int i = 0; i < 200; i++) { /* a still uses s1, also while growing */
+        snprintf(k, sizeof(k), "k%d", i);
+        CU_ASSERT_PTR_EQUAL(pl_map_get(&a, k), &v[i]);
+        pl_map_put(&a, k, &v[i]);
+    }
+    /* a random reseed: a new map gets a seed other than both */
+    pl_map_reseed();
+    pl_map_t c;
+    pl_map_init(&c);
+    CU_ASSERT_NOT_EQUAL(pl_map_hash(&c, "lobby"), pl_map_hash(&a, "lobby"));
+    CU_ASSERT_NOT_EQUAL(pl_map_hash(&c, "lobby"), pl_map_hash(&b, "lobby"));
+    pl_map_clear(&a);
+    pl_map_clear(&b);
+    pl_map_clear(&c);
+}
+
 PL_UNIT_SUITE(map, PL_TEST(test_put_get_del), PL_TEST(test_replace), PL_TEST(test_key_copied),
-              PL_TEST(test_grow_and_iterate), PL_TEST(test_empty_iterate))
+              PL_TEST(test_grow_and_iterate), PL_TEST(test_empty_iterate), PL_TEST(test_seeded))

@@ -61,6 +61,11 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.stream_queue_max, 10000);
     CU_ASSERT_EQUAL(c.history_wait_max, 32);
     CU_ASSERT_EQUAL(c.redis_queue_max, 20000);
+    CU_ASSERT_EQUAL(c.max_unauthenticated, 0);
+    CU_ASSERT_EQUAL(c.max_auth_message_size, 4096);
+    CU_ASSERT_EQUAL(c.max_user_connections, 20);
+    CU_ASSERT_EQUAL(c.max_rooms_per_connection, 100);
+    CU_ASSERT_EQUAL(c.typing_interval, 3000);
     pl_config_free(pl_gw_options, &c);
     CU_ASSERT_PTR_NULL(c.listen);
 }
@@ -78,7 +83,7 @@ static void test_table_shape(void)
         for (const pl_opt_t *p = pl_gw_options; p != o; p++)
             CU_ASSERT(strcmp(p->name, o->name) != 0);
     }
-    CU_ASSERT_EQUAL(n, 35); /* a new key: add its default to test_defaults */
+    CU_ASSERT_EQUAL(n, 40); /* a new key: add its default to test_defaults */
 }
 
 static void ok_value(const char *key, const char *value)
@@ -155,6 +160,14 @@ static void test_bounds(void)
     bad_value("max_connections", "-1");
     ok_value("max_connections_per_ip", "65535");
     bad_value("max_connections_per_ip", "65536"); /* counts are 16-bit (iplimit.h) */
+    ok_value("max_user_connections", "0");        /* off */
+    bad_value("max_user_connections", "-1");
+    ok_value("max_rooms_per_connection", "1");
+    bad_value("max_rooms_per_connection", "0");
+    ok_value("max_auth_message_size", "126");
+    bad_value("max_auth_message_size", "125");
+    ok_value("typing_interval", "0");
+    ok_value("typing_interval", "500ms");
 }
 
 /* The keys with a check function. */

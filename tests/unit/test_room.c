@@ -15,7 +15,7 @@ static void test_join_leave_both_ways(void)
     pl_rooms_t rs;
     pl_rooms_init(&rs);
     int c1, c2, c3; /* stand-ins for connections */
-    pl_member_t *l1 = NULL, *l2 = NULL, *l3 = NULL;
+    pl_conn_rooms_t l1 = {0}, l2 = {0}, l3 = {0};
     int first_conn, first_user, last_user, empty;
 
     pl_member_t *m1 = pl_room_join(&rs, "r", &c1, 1, "alice", &l1, &first_conn, &first_user);
@@ -32,20 +32,21 @@ static void test_join_leave_both_ways(void)
     CU_ASSERT_TRUE(first_user);
     pl_member_t *m1b = pl_room_join(&rs, "s", &c1, 1, "alice", &l1, &first_conn, &first_user);
     CU_ASSERT_TRUE(first_conn);
+    CU_ASSERT_EQUAL(l1.n, 2);
 
     pl_room_t *r = pl_room_get(&rs, "r");
     CU_ASSERT_EQUAL(r->nmembers, 3);
     CU_ASSERT_EQUAL(r->nusers, 2);
     CU_ASSERT_EQUAL(pl_room_user_conns(r, "alice"), 2);
-    CU_ASSERT_PTR_EQUAL(pl_room_member(l1, "r"), m1);
-    CU_ASSERT_PTR_EQUAL(pl_room_member(l1, "s"), m1b);
-    CU_ASSERT_PTR_NULL(pl_room_member(l3, "s"));
+    CU_ASSERT_PTR_EQUAL(pl_room_member(&l1, "r"), m1);
+    CU_ASSERT_PTR_EQUAL(pl_room_member(&l1, "s"), m1b);
+    CU_ASSERT_PTR_NULL(pl_room_member(&l3, "s"));
 
     pl_room_leave(m1, &l1, &last_user, &empty);
     CU_ASSERT_FALSE(last_user); /* alice still has c2 in r */
     CU_ASSERT_FALSE(empty);
-    CU_ASSERT_PTR_NULL(pl_room_member(l1, "r"));
-    CU_ASSERT_PTR_EQUAL(pl_room_member(l1, "s"), m1b);
+    CU_ASSERT_PTR_NULL(pl_room_member(&l1, "r"));
+    CU_ASSERT_PTR_EQUAL(pl_room_member(&l1, "s"), m1b);
     pl_room_leave(m2, &l2, &last_user, &empty);
     CU_ASSERT_TRUE(last_user);
     CU_ASSERT_FALSE(empty);
@@ -56,7 +57,9 @@ static void test_join_leave_both_ways(void)
     pl_room_drop(&rs, r);
     CU_ASSERT_PTR_NULL(pl_room_get(&rs, "r"));
     pl_room_leave(m1b, &l1, &last_user, &empty);
-    CU_ASSERT_PTR_NULL(l1);
+    CU_ASSERT_PTR_NULL(l1.head);
+    CU_ASSERT_EQUAL(l1.n, 0);
+    CU_ASSERT_PTR_NULL(l1.by_name); /* freed with the last room */
     pl_room_drop(&rs, pl_room_get(&rs, "s"));
     pl_rooms_free(&rs);
 }
@@ -67,7 +70,8 @@ static void test_many_members(void)
     pl_rooms_init(&rs);
     enum { N = 500 };
     static int conns[N];
-    static pl_member_t *lists[N], *ms[N];
+    static pl_conn_rooms_t lists[N];
+    static pl_member_t *ms[N];
     int fc, fu, lu, em;
     static char users[N][16]; /* members borrow the user string (the session owns it) */
     for (int i = 0; i < N; i++) {
@@ -88,6 +92,73 @@ static void test_many_members(void)
         CU_ASSERT_EQUAL(lu, i == N - 1);
     }
     CU_ASSERT_TRUE(em);
+    pl_room_drop(&rs, r);
+    pl_rooms_free(&rs);
+}
+
+/* A connection in many rooms finds each by name; a room with many users
+ * keeps its user entries findable while users leave out of order (the
+ * index moves with the entry swapped into a hole). */
+static void test_many_rooms_and_users(void)
+{
+    pl_rooms_t rs;
+    pl_rooms_init(&rs);
+    enum { N = 300 };
+    static int conns[N];
+    static pl_conn_rooms_t cr[N];
+    static pl_member_t *ms[N];
+    static char names[N][16];
+    int fc, fu, lu, em;
+    pl_conn_rooms_t one = {0};
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "room%d", i);
+        CU_ASSERT_PTR_NOT_NULL(pl_room_join(&rs, names[i], &conns[0], 1, "alice", &one, &fc, &fu));
+    }
+    CU_ASSERT_EQUAL(one.n, N);
+    for (int i = 0; i < N; i++)
+        CU_ASSERT_STRING_EQUAL(pl_room_member(&one, names[i])->room->name, names[i]);
+    CU_ASSERT_PTR_NULL(pl_room_member(&one, "room-none"));
+    while (one.head) {
+        pl_room_t *r = one.head->room;
+        pl_room_leave(one.head, &one, &lu, &em);
+        CU_ASSERT_TRUE(em);
+        pl_room_drop(&rs, r);
+    }
+    CU_ASSERT_EQUAL(one.n, 0);
+
+    for (int i = 0; i < N; i++)
+        ms[i] = pl_room_join(&rs, "big", &conns[i], (uint64_t)i + 1, names[i], &cr[i], &fc, &fu);
+    pl_room_t *r = pl_room_get(&rs, "big");
+    CU_ASSERT_EQUAL(r->nusers, N);
+    for (int i = 0; i < N; i += 3)
+        pl_room_leave(ms[i], &cr[i], &lu, &em);
+    for (int i = 0; i < N; i++)
+        CU_ASSERT_EQUAL(pl_room_user_conns(r, names[i]), i % 3 ? 1 : 0);
+    for (int i = 0; i < N; i++)
+        if (i % 3)
+            pl_room_leave(ms[i], &cr[i], &lu, &em);
+    CU_ASSERT_TRUE(em);
+    pl_room_drop(&rs, r);
+    pl_rooms_free(&rs);
+}
+
+/* typing_interval: once per user and room per interval. */
+static void test_typing_allow(void)
+{
+    pl_rooms_t rs;
+    pl_rooms_init(&rs);
+    int c1, c2, fc, fu, lu, em;
+    pl_conn_rooms_t l1 = {0}, l2 = {0};
+    pl_member_t *m1 = pl_room_join(&rs, "r", &c1, 1, "alice", &l1, &fc, &fu);
+    pl_member_t *m2 = pl_room_join(&rs, "r", &c2, 2, "alice", &l2, &fc, &fu);
+    pl_room_t *r = pl_room_get(&rs, "r");
+    CU_ASSERT_TRUE(pl_room_typing_allow(r, "alice", 1000, 3000));
+    CU_ASSERT_FALSE(pl_room_typing_allow(r, "alice", 1001, 3000)); /* any of her connections */
+    CU_ASSERT_FALSE(pl_room_typing_allow(r, "alice", 3999, 3000));
+    CU_ASSERT_TRUE(pl_room_typing_allow(r, "alice", 4000, 3000));
+    CU_ASSERT_FALSE(pl_room_typing_allow(r, "bob", 9000, 3000)); /* not a member here */
+    pl_room_leave(m1, &l1, &lu, &em);
+    pl_room_leave(m2, &l2, &lu, &em);
     pl_room_drop(&rs, r);
     pl_rooms_free(&rs);
 }
@@ -120,4 +191,5 @@ static void test_queue(void)
 }
 
 PL_UNIT_SUITE(room, PL_TEST(test_join_leave_both_ways), PL_TEST(test_many_members),
-              PL_TEST(test_users), PL_TEST(test_queue))
+              PL_TEST(test_many_rooms_and_users), PL_TEST(test_typing_allow), PL_TEST(test_users),
+              PL_TEST(test_queue))
