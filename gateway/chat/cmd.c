@@ -425,6 +425,36 @@ static void arm_expiry(session_t *s)
     evtimer_add(s->exp_timer, &tv);
 }
 
+/* idle_timeout: one timer per session, not re-armed on every command
+ * (that would be an evtimer_add per frame). Each command only stamps
+ * last_cmd_ms; when the timer fires it closes the connection if the
+ * session really was quiet that long, else waits out the rest. Pings and
+ * pongs never reach this layer, so they do not count. */
+static void arm_idle(session_t *s, int64_t ms)
+{
+    if (ms < 1)
+        ms = 1;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(s->idle_timer, &tv);
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session_t *s = arg;
+    if (s->c == NULL)
+        return;
+    int64_t limit = s->c->w->cfg->idle_timeout;
+    int64_t quiet = (int64_t)(pl_mono_ms() - s->last_cmd_ms);
+    if (quiet < limit) {
+        arm_idle(s, limit - quiet);
+        return;
+    }
+    pl_conn_close_reason(s->c, PL_WS_CLOSE_NORMAL, "idle", "idle\tidle_timeout=%" PRId64 "ms",
+                         limit);
+}
+
 void chat_auth_reply(session_t *s)
 {
     s->auth_wait = 0;
@@ -707,6 +737,11 @@ static void on_open(pl_conn_t *c)
     int64_t ms = c->w->cfg->auth_timeout;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(s->auth_timer, &tv);
+    s->last_cmd_ms = pl_mono_ms();
+    if (c->w->cfg->idle_timeout > 0) {
+        s->idle_timer = evtimer_new(c->w->base, on_idle, s);
+        arm_idle(s, c->w->cfg->idle_timeout);
+    }
 }
 
 static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
@@ -715,6 +750,7 @@ static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
     proto_t *p = worker_proto;
     if (s == NULL)
         return;
+    s->last_cmd_ms = pl_mono_ms(); /* idle_timeout: any frame of the protocol counts */
     pl_cmd_t cmd;
     int rc = pl_cmd_parse((const char *)text, len, (size_t)c->w->cfg->max_text_size, &cmd);
     if (!s->authed) {
@@ -809,6 +845,9 @@ static void on_closed(pl_conn_t *c)
     if (s->exp_timer)
         event_free(s->exp_timer);
     s->exp_timer = NULL;
+    if (s->idle_timer)
+        event_free(s->idle_timer);
+    s->idle_timer = NULL;
     s->c = NULL;
     c->session = NULL;
     c->user = NULL;
