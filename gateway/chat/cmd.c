@@ -82,6 +82,76 @@ static int get_text(pl_cmd_t *cmd, json_t *o, size_t max_text)
     return 0;
 }
 
+/* A non-negative integer field: 1 when present (into *v), 0 when absent
+ * or null, -1 when anything else. min is the smallest allowed value. */
+static int get_int(json_t *o, const char *name, int64_t min, int64_t *v)
+{
+    json_t *x = json_object_get(o, name);
+    if (x == NULL || json_is_null(x))
+        return 0;
+    if (!json_is_integer(x) || json_integer_value(x) < min)
+        return -1;
+    *v = json_integer_value(x);
+    return 1;
+}
+
+/* history: room, or sender alone (the cross-room form); before / after /
+ * around seq bounds, from_ts / until_ts, sender, limit (docs/protocol.md
+ * 1.5). Which combinations the user may ask for is checked in history.c
+ * (the sender of the cross-room form must be the user). */
+static int get_history(pl_cmd_t *cmd, json_t *o)
+{
+    json_t *snd = json_object_get(o, "sender");
+    if (snd != NULL && !json_is_null(snd)) {
+        if (!json_is_string(snd) ||
+            !pl_token_valid_user(json_string_value(snd), json_string_length(snd)))
+            return fail(cmd, "bad_request", "sender must be a user id");
+        cmd->sender = json_string_value(snd);
+    }
+    json_t *r = json_object_get(o, "room");
+    if ((r != NULL && !json_is_null(r)) || cmd->sender == NULL) {
+        if (get_room(cmd, o) < 0)
+            return -1;
+    }
+    if (get_int(o, "before", 1, &cmd->before) < 0)
+        return fail(cmd, "bad_request", "before must be a positive integer");
+    int has_after = get_int(o, "after", 0, &cmd->after);
+    if (has_after < 0)
+        return fail(cmd, "bad_request", "after must be a non-negative integer");
+    cmd->has_after = has_after;
+    if (get_int(o, "around", 1, &cmd->around) < 0)
+        return fail(cmd, "bad_request", "around must be a positive integer");
+    if (cmd->around && (cmd->before || has_after))
+        return fail(cmd, "bad_request", "around excludes before and after");
+    if (has_after && cmd->before && cmd->before <= cmd->after + 1)
+        return fail(cmd, "bad_request", "before must be above after + 1");
+    cmd->from_ts = cmd->until_ts = -1;
+    if (get_int(o, "from_ts", 0, &cmd->from_ts) < 0)
+        return fail(cmd, "bad_request", "from_ts must be a non-negative integer (unix ms)");
+    if (get_int(o, "until_ts", 0, &cmd->until_ts) < 0)
+        return fail(cmd, "bad_request", "until_ts must be a non-negative integer (unix ms)");
+    if (cmd->from_ts >= 0 && cmd->until_ts >= 0 && cmd->from_ts > cmd->until_ts)
+        return fail(cmd, "bad_request", "from_ts must not be above until_ts");
+    /* a cross-room page continues from its reply's "next" */
+    json_t *cur = json_object_get(o, "cursor");
+    if (cur != NULL && !json_is_null(cur)) {
+        if (cmd->room != NULL || !json_is_string(cur))
+            return fail(cmd, "bad_request", "cursor is for the cross-room form only");
+        cmd->cursor = json_string_value(cur);
+    }
+    if (cmd->room == NULL && (cmd->before || has_after || cmd->around))
+        return fail(cmd, "bad_request", "the cross-room form pages with cursor, not seqs");
+    cmd->limit = PL_HISTORY_DEFAULT;
+    json_t *l = json_object_get(o, "limit");
+    if (l != NULL && !json_is_null(l)) {
+        if (!json_is_integer(l) || json_integer_value(l) < 1 ||
+            json_integer_value(l) > PL_HISTORY_MAX)
+            return fail(cmd, "bad_request", "limit must be an integer 1-200");
+        cmd->limit = (int)json_integer_value(l);
+    }
+    return 0;
+}
+
 int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
 {
     memset(cmd, 0, sizeof(*cmd));
@@ -149,25 +219,8 @@ int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
         cmd->to = json_string_value(to);
         return get_text(cmd, o, max_text);
     }
-    case OP_HISTORY: {
-        if (get_room(cmd, o) < 0)
-            return -1;
-        json_t *b = json_object_get(o, "before");
-        if (b != NULL && !json_is_null(b)) {
-            if (!json_is_integer(b) || json_integer_value(b) < 1)
-                return fail(cmd, "bad_request", "before must be a positive integer");
-            cmd->before = json_integer_value(b);
-        }
-        cmd->limit = PL_HISTORY_DEFAULT;
-        json_t *l = json_object_get(o, "limit");
-        if (l != NULL && !json_is_null(l)) {
-            if (!json_is_integer(l) || json_integer_value(l) < 1 ||
-                json_integer_value(l) > PL_HISTORY_MAX)
-                return fail(cmd, "bad_request", "limit must be an integer 1-100");
-            cmd->limit = (int)json_integer_value(l);
-        }
-        return 0;
-    }
+    case OP_HISTORY:
+        return get_history(cmd, o);
     }
     return fail(cmd, "bad_request", "unknown op");
 }
