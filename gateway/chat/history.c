@@ -161,10 +161,13 @@ typedef struct hform {
     int around;              /* 1: the older half is in first, the newer half runs */
     pl_history_page_t first; /* around: the older half, kept */
     int first_complete;
+    int counted; /* holds one of history_wait_max's places */
 } hform_t;
 
 static void hform_free(hform_t *h)
 {
+    if (h->counted)
+        waiting--;
     pl_history_page_free(&h->first);
     chat_req_free(h->q);
     free(h);
@@ -296,7 +299,20 @@ static void history_forms(proto_t *p, session_t *s, const pl_cmd_t *cmd)
     }
     if (cmd->sender)
         snprintf(hq.sender, sizeof(hq.sender), "%s", cmd->sender);
+    /* with MySQL a form may wait for it holding its Redis part: the whole
+     * request counts against history_wait_max (simpler than counting
+     * only its MySQL wait, and no looser) */
+    if (p->db && waiting >= p->w->cfg->history_wait_max) {
+        chat_limit(chat_l_history_wait);
+        chat_reply_error(s, cmd->has_id, cmd->id, "unavailable",
+                         "too many history requests waiting for the archive");
+        return;
+    }
     hform_t *h = pl_xcalloc(1, sizeof(*h));
+    if (p->db) {
+        waiting++;
+        h->counted = 1;
+    }
     h->q = chat_req_new(s, cmd);
     h->q->limit = cmd->limit;
     if (cmd->around) {
