@@ -115,20 +115,23 @@ static int get_history(pl_cmd_t *cmd, json_t *o)
     }
     if (get_int(o, "before", 1, &cmd->before) < 0)
         return fail(cmd, "bad_request", "before must be a positive integer");
+    /* seqs and times past what a double (Redis scores, Lua numbers) or a
+     * DATETIME holds are no real position: refused, not clamped */
+    const int64_t seq_max = INT64_C(1) << 53, ts_max = INT64_C(253402300799999);
     int has_after = get_int(o, "after", 0, &cmd->after);
-    if (has_after < 0)
+    if (has_after < 0 || cmd->after > seq_max)
         return fail(cmd, "bad_request", "after must be a non-negative integer");
     cmd->has_after = has_after;
-    if (get_int(o, "around", 1, &cmd->around) < 0)
+    if (get_int(o, "around", 1, &cmd->around) < 0 || cmd->around > seq_max)
         return fail(cmd, "bad_request", "around must be a positive integer");
     if (cmd->around && (cmd->before || has_after))
         return fail(cmd, "bad_request", "around excludes before and after");
     if (has_after && cmd->before && cmd->before <= cmd->after + 1)
         return fail(cmd, "bad_request", "before must be above after + 1");
     cmd->from_ts = cmd->until_ts = -1;
-    if (get_int(o, "from_ts", 0, &cmd->from_ts) < 0)
+    if (get_int(o, "from_ts", 0, &cmd->from_ts) < 0 || cmd->from_ts > ts_max)
         return fail(cmd, "bad_request", "from_ts must be a non-negative integer (unix ms)");
-    if (get_int(o, "until_ts", 0, &cmd->until_ts) < 0)
+    if (get_int(o, "until_ts", 0, &cmd->until_ts) < 0 || cmd->until_ts > ts_max)
         return fail(cmd, "bad_request", "until_ts must be a non-negative integer (unix ms)");
     if (cmd->from_ts >= 0 && cmd->until_ts >= 0 && cmd->from_ts > cmd->until_ts)
         return fail(cmd, "bad_request", "from_ts must not be above until_ts");

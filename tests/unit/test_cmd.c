@@ -205,6 +205,10 @@ static void test_history_forms(void)
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"after\":3,\"before\":4}", "bad_request");
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"from_ts\":\"1\"}", "bad_request");
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"until_ts\":-5}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"until_ts\":253402300800000}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"after\":9007199254740993}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"around\":9223372036854775807}",
+                 "bad_request");
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"from_ts\":6,\"until_ts\":5}", "bad_request");
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"sender\":\"a b\"}", "bad_request");
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"sender\":\"a\\u0000\"}", "bad_request");
