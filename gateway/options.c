@@ -67,6 +67,8 @@ const pl_opt_t pl_gw_options[] = {
      "audience client tokens' aud claim must name (empty = not checked)"},
     {"auth_timeout", PL_OPT_DURATION, OFF(auth_timeout), "5s", 100, DAY_MS, NULL,
      "time for the first (auth) frame"},
+    {"idle_timeout", PL_OPT_DURATION, OFF(idle_timeout), "0", 0, 30 * DAY_MS, NULL,
+     "close a connection that sent no command for this long (1000 \"idle\"; 0 = off)"},
     {"history_recent", PL_OPT_INT, OFF(history_recent), "1000", 1, 1000000, NULL,
      "messages per room kept in Redis"},
     {"history_ttl", PL_OPT_DURATION, OFF(history_ttl), "7d", 1000, 3650 * DAY_MS, NULL,

@@ -31,6 +31,7 @@ typedef struct pl_gw_config {
     char *token_issuer;        /* "" = iss not checked; else tokens' iss must equal it */
     char *token_audience;      /* "" = aud not checked; else tokens' aud must name it */
     int64_t auth_timeout;      /* ms for the first (auth) frame */
+    int64_t idle_timeout;      /* ms without a command before closing 1000 "idle"; 0 = off */
     int64_t history_recent;    /* messages kept per room in Redis */
     int64_t history_ttl;       /* ms a room's recent history lives after its last message */
     int64_t rate_limit;        /* commands per second per user on a worker */

@@ -89,12 +89,14 @@ typedef struct session {
     int uconn_wait; /* authed, reply held until max_user_connections is checked */
     char sid[33];   /* session id, 128 random bits in hex */
     struct event *auth_timer;
-    struct event *exp_timer; /* closes 4001 at auth.exp; re-armed by refresh (cmd.c) */
-    uint32_t rl_rejected;    /* consecutive rate_limited replies (the bucket is the user's,
-                                pl_user_conns_t.rl) */
-    unsigned limits_logged;  /* bit 1 << enum chat_user_limit: that limit's line was written */
-    pl_conn_rooms_t rooms;   /* conn -> rooms */
-    struct session *unext;   /* on the unauthenticated list (proto_t.unauth_head) */
+    struct event *exp_timer;  /* closes 4001 at auth.exp; re-armed by refresh (cmd.c) */
+    struct event *idle_timer; /* idle_timeout: closes 1000 "idle" (cmd.c), NULL when off */
+    uint64_t last_cmd_ms;     /* monotonic ms of the last command frame */
+    uint32_t rl_rejected;     /* consecutive rate_limited replies (the bucket is the user's,
+                                 pl_user_conns_t.rl) */
+    unsigned limits_logged;   /* bit 1 << enum chat_user_limit: that limit's line was written */
+    pl_conn_rooms_t rooms;    /* conn -> rooms */
+    struct session *unext;    /* on the unauthenticated list (proto_t.unauth_head) */
     struct session *uprev;
     int on_unauth; /* on that list */
 } session_t;

@@ -82,6 +82,79 @@ static int get_text(pl_cmd_t *cmd, json_t *o, size_t max_text)
     return 0;
 }
 
+/* A non-negative integer field: 1 when present (into *v), 0 when absent
+ * or null, -1 when anything else. min is the smallest allowed value. */
+static int get_int(json_t *o, const char *name, int64_t min, int64_t *v)
+{
+    json_t *x = json_object_get(o, name);
+    if (x == NULL || json_is_null(x))
+        return 0;
+    if (!json_is_integer(x) || json_integer_value(x) < min)
+        return -1;
+    *v = json_integer_value(x);
+    return 1;
+}
+
+/* history: room, or sender alone (the cross-room form); before / after /
+ * around seq bounds, from_ts / until_ts, sender, limit (docs/protocol.md
+ * 1.5). Which combinations the user may ask for is checked in history.c
+ * (the sender of the cross-room form must be the user). */
+static int get_history(pl_cmd_t *cmd, json_t *o)
+{
+    json_t *snd = json_object_get(o, "sender");
+    if (snd != NULL && !json_is_null(snd)) {
+        if (!json_is_string(snd) ||
+            !pl_token_valid_user(json_string_value(snd), json_string_length(snd)))
+            return fail(cmd, "bad_request", "sender must be a user id");
+        cmd->sender = json_string_value(snd);
+    }
+    json_t *r = json_object_get(o, "room");
+    if ((r != NULL && !json_is_null(r)) || cmd->sender == NULL) {
+        if (get_room(cmd, o) < 0)
+            return -1;
+    }
+    if (get_int(o, "before", 1, &cmd->before) < 0)
+        return fail(cmd, "bad_request", "before must be a positive integer");
+    /* seqs and times past what a double (Redis scores, Lua numbers) or a
+     * DATETIME holds are no real position: refused, not clamped */
+    const int64_t seq_max = INT64_C(1) << 53, ts_max = INT64_C(253402300799999);
+    int has_after = get_int(o, "after", 0, &cmd->after);
+    if (has_after < 0 || cmd->after > seq_max)
+        return fail(cmd, "bad_request", "after must be a non-negative integer");
+    cmd->has_after = has_after;
+    if (get_int(o, "around", 1, &cmd->around) < 0 || cmd->around > seq_max)
+        return fail(cmd, "bad_request", "around must be a positive integer");
+    if (cmd->around && (cmd->before || has_after))
+        return fail(cmd, "bad_request", "around excludes before and after");
+    if (has_after && cmd->before && cmd->before <= cmd->after + 1)
+        return fail(cmd, "bad_request", "before must be above after + 1");
+    cmd->from_ts = cmd->until_ts = -1;
+    if (get_int(o, "from_ts", 0, &cmd->from_ts) < 0 || cmd->from_ts > ts_max)
+        return fail(cmd, "bad_request", "from_ts must be a non-negative integer (unix ms)");
+    if (get_int(o, "until_ts", 0, &cmd->until_ts) < 0 || cmd->until_ts > ts_max)
+        return fail(cmd, "bad_request", "until_ts must be a non-negative integer (unix ms)");
+    if (cmd->from_ts >= 0 && cmd->until_ts >= 0 && cmd->from_ts > cmd->until_ts)
+        return fail(cmd, "bad_request", "from_ts must not be above until_ts");
+    /* a cross-room page continues from its reply's "next" */
+    json_t *cur = json_object_get(o, "cursor");
+    if (cur != NULL && !json_is_null(cur)) {
+        if (cmd->room != NULL || !json_is_string(cur))
+            return fail(cmd, "bad_request", "cursor is for the cross-room form only");
+        cmd->cursor = json_string_value(cur);
+    }
+    if (cmd->room == NULL && (cmd->before || has_after || cmd->around))
+        return fail(cmd, "bad_request", "the cross-room form pages with cursor, not seqs");
+    cmd->limit = PL_HISTORY_DEFAULT;
+    json_t *l = json_object_get(o, "limit");
+    if (l != NULL && !json_is_null(l)) {
+        if (!json_is_integer(l) || json_integer_value(l) < 1 ||
+            json_integer_value(l) > PL_HISTORY_MAX)
+            return fail(cmd, "bad_request", "limit must be an integer 1-200");
+        cmd->limit = (int)json_integer_value(l);
+    }
+    return 0;
+}
+
 int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
 {
     memset(cmd, 0, sizeof(*cmd));
@@ -149,25 +222,8 @@ int pl_cmd_parse(const char *text, size_t len, size_t max_text, pl_cmd_t *cmd)
         cmd->to = json_string_value(to);
         return get_text(cmd, o, max_text);
     }
-    case OP_HISTORY: {
-        if (get_room(cmd, o) < 0)
-            return -1;
-        json_t *b = json_object_get(o, "before");
-        if (b != NULL && !json_is_null(b)) {
-            if (!json_is_integer(b) || json_integer_value(b) < 1)
-                return fail(cmd, "bad_request", "before must be a positive integer");
-            cmd->before = json_integer_value(b);
-        }
-        cmd->limit = PL_HISTORY_DEFAULT;
-        json_t *l = json_object_get(o, "limit");
-        if (l != NULL && !json_is_null(l)) {
-            if (!json_is_integer(l) || json_integer_value(l) < 1 ||
-                json_integer_value(l) > PL_HISTORY_MAX)
-                return fail(cmd, "bad_request", "limit must be an integer 1-100");
-            cmd->limit = (int)json_integer_value(l);
-        }
-        return 0;
-    }
+    case OP_HISTORY:
+        return get_history(cmd, o);
     }
     return fail(cmd, "bad_request", "unknown op");
 }
@@ -423,6 +479,36 @@ static void arm_expiry(session_t *s)
         ms = 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     evtimer_add(s->exp_timer, &tv);
+}
+
+/* idle_timeout: one timer per session, not re-armed on every command
+ * (that would be an evtimer_add per frame). Each command only stamps
+ * last_cmd_ms; when the timer fires it closes the connection if the
+ * session really was quiet that long, else waits out the rest. Pings and
+ * pongs never reach this layer, so they do not count. */
+static void arm_idle(session_t *s, int64_t ms)
+{
+    if (ms < 1)
+        ms = 1;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(s->idle_timer, &tv);
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session_t *s = arg;
+    if (s->c == NULL)
+        return;
+    int64_t limit = s->c->w->cfg->idle_timeout;
+    int64_t quiet = (int64_t)(pl_mono_ms() - s->last_cmd_ms);
+    if (quiet < limit) {
+        arm_idle(s, limit - quiet);
+        return;
+    }
+    pl_conn_close_reason(s->c, PL_WS_CLOSE_NORMAL, "idle", "idle\tidle_timeout=%" PRId64 "ms",
+                         limit);
 }
 
 void chat_auth_reply(session_t *s)
@@ -707,6 +793,11 @@ static void on_open(pl_conn_t *c)
     int64_t ms = c->w->cfg->auth_timeout;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(s->auth_timer, &tv);
+    s->last_cmd_ms = pl_mono_ms();
+    if (c->w->cfg->idle_timeout > 0) {
+        s->idle_timer = evtimer_new(c->w->base, on_idle, s);
+        arm_idle(s, c->w->cfg->idle_timeout);
+    }
 }
 
 static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
@@ -715,6 +806,7 @@ static void on_message(pl_conn_t *c, const uint8_t *text, size_t len)
     proto_t *p = worker_proto;
     if (s == NULL)
         return;
+    s->last_cmd_ms = pl_mono_ms(); /* idle_timeout: any frame of the protocol counts */
     pl_cmd_t cmd;
     int rc = pl_cmd_parse((const char *)text, len, (size_t)c->w->cfg->max_text_size, &cmd);
     if (!s->authed) {
@@ -809,6 +901,9 @@ static void on_closed(pl_conn_t *c)
     if (s->exp_timer)
         event_free(s->exp_timer);
     s->exp_timer = NULL;
+    if (s->idle_timer)
+        event_free(s->idle_timer);
+    s->idle_timer = NULL;
     s->c = NULL;
     c->session = NULL;
     c->user = NULL;

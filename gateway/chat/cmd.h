@@ -22,7 +22,7 @@ typedef enum {
 } pl_op_t;
 
 #define PL_HISTORY_DEFAULT 50
-#define PL_HISTORY_MAX 100
+#define PL_HISTORY_MAX 200
 #define PL_CID_MAX 64
 
 typedef struct pl_cmd {
@@ -37,11 +37,18 @@ typedef struct pl_cmd {
     const char *cid; /* send, dm: optional, 1-64 bytes, no '|' */
     int has_since;   /* join */
     int64_t since;
-    int64_t before;  /* history: 0 = newest */
-    int limit;       /* history: 1-100 */
-    const char *err; /* on failure: error code (bad_request, too_large) */
-    const char *msg; /* on failure: human message */
-    void *root;      /* the parsed json_t (strings above point into it) */
+    int64_t before; /* history: 0 = newest */
+    int limit;      /* history: 1-200 */
+    int has_after;  /* history: forward paging from after (seq > after) */
+    int64_t after;
+    int64_t around;     /* history: page centred on this seq (0 = none) */
+    int64_t from_ts;    /* history: unix ms, inclusive (-1 = none) */
+    int64_t until_ts;   /* history: unix ms, inclusive (-1 = none) */
+    const char *sender; /* history: only this user's messages (NULL = all) */
+    const char *cursor; /* history, cross-room form: the previous reply's "next" */
+    const char *err;    /* on failure: error code (bad_request, too_large) */
+    const char *msg;    /* on failure: human message */
+    void *root;         /* the parsed json_t (strings above point into it) */
 } pl_cmd_t;
 
 /* Parses one text frame. Returns 0, or -1 with err/msg set (and has_id/id

@@ -49,6 +49,7 @@ enum req_kind {
     REQ_MAX_SEQ, /* key is the room */
     REQ_HISTORY, /* key is the room; before_seq, limit */
     REQ_EXEC,    /* key is the SQL */
+    REQ_SELECT,  /* key is a history SELECT built by store/hquery.c; rows as REQ_HISTORY */
 };
 
 enum req_state {
@@ -75,6 +76,7 @@ struct pl_db_req {
     } cb;
     void *arg;
     uint64_t before_seq; /* REQ_HISTORY */
+    int ascending;       /* REQ_SELECT: rows come oldest first (not reversed) */
     unsigned limit;      /* REQ_HISTORY */
     size_t key_len;
     char key[]; /* room bytes or SQL, key_len bytes (not NUL-terminated) */
@@ -196,6 +198,7 @@ static void deliver(pl_db_req_t *req, int status, const pl_db_row_t *rows, size_
         req->cb.max_seq(req->arg, status, status == PL_DB_OK ? value : 0);
         break;
     case REQ_HISTORY:
+    case REQ_SELECT:
         req->cb.history(req->arg, status, status == PL_DB_OK ? rows : NULL,
                         status == PL_DB_OK ? n : 0);
         break;
@@ -397,21 +400,23 @@ static void deliver_history(pl_db_req_t *req, MYSQL_RES *res)
     size_t n = (size_t)mysql_num_rows(res), bytes = 0;
     MYSQL_ROW row;
     unsigned long *len;
-    if (mysql_num_fields(res) != 5) {
+    unsigned nf = mysql_num_fields(res);
+    if (nf != 5 && nf != 6) {
         pl_log_error("mysql history query returned %u columns", mysql_num_fields(res));
         fail(req, PL_DB_EQUERY);
         return;
     }
     while ((row = mysql_fetch_row(res)) != NULL) {
         len = mysql_fetch_lengths(res);
-        bytes += len[1] + len[2] + len[3] + 3;
+        bytes += len[1] + len[2] + len[3] + 3 + (nf == 6 ? len[5] + 1 : 0);
     }
     pl_db_row_t *rows = pl_xmalloc(n * sizeof(*rows) + bytes);
     char *p = (char *)(rows + n);
     size_t i = n;
     mysql_data_seek(res, 0);
     while (i > 0 && (row = mysql_fetch_row(res)) != NULL) {
-        pl_db_row_t *r = &rows[--i];
+        /* REQ_SELECT may already be oldest first */
+        pl_db_row_t *r = req->ascending ? &rows[n - i--] : &rows[--i];
         len = mysql_fetch_lengths(res);
         r->seq = row[0] ? strtoull(row[0], NULL, 10) : 0;
         const char *src[3] = {row[1], row[2], row[3]};
@@ -428,6 +433,17 @@ static void deliver_history(pl_db_req_t *req, MYSQL_RES *res)
         }
         /* the query turns created_at into unix ms (build_sql) */
         r->ts_ms = row[4] && row[4][0] != '-' ? strtoull(row[4], NULL, 10) : 0;
+        r->room = NULL;
+        r->room_len = 0;
+        if (nf == 6) { /* the cross-room form names each row's room */
+            size_t l = row[5] ? len[5] : 0;
+            if (l)
+                memcpy(p, row[5], l);
+            p[l] = '\0';
+            r->room = p;
+            r->room_len = l;
+            p += l + 1;
+        }
     }
     assert(i == 0);
     deliver(req, PL_DB_OK, rows, n, 0);
@@ -448,7 +464,7 @@ static void query_done(struct link *c, MYSQL_RES *res)
             mysql_free_result(res);
         return;
     }
-    if (req->kind == REQ_HISTORY && res) {
+    if ((req->kind == REQ_HISTORY || req->kind == REQ_SELECT) && res) {
         deliver_history(req, res);
     } else if (req->kind == REQ_MAX_SEQ) {
         MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
@@ -610,6 +626,7 @@ static void build_sql(struct link *c, const pl_db_req_t *req)
                              req->before_seq, req->limit);
         break;
     case REQ_EXEC:
+    case REQ_SELECT:
         pl_buf_add(b, req->key, req->key_len);
         n = req->key_len;
         break;
@@ -847,6 +864,15 @@ pl_db_req_t *pl_db_history(pl_db_t *db, const char *room, size_t room_len, uint6
     req->cb.history = cb;
     req->before_seq = before_seq;
     req->limit = limit < PL_DB_HISTORY_MAX ? limit : PL_DB_HISTORY_MAX;
+    return enqueue(req);
+}
+
+pl_db_req_t *pl_db_select(pl_db_t *db, const char *sql, size_t sql_len, int ascending,
+                          pl_db_history_cb cb, void *arg)
+{
+    pl_db_req_t *req = submit(db, REQ_SELECT, sql, sql_len, arg);
+    req->cb.history = cb;
+    req->ascending = ascending;
     return enqueue(req);
 }
 

@@ -60,6 +60,8 @@ typedef struct pl_db_row {
     size_t sender_len;
     const char *text; /* may contain NUL bytes: use text_len */
     size_t text_len;
+    const char *room; /* pl_db_select with a 6th column (cross-room form), else NULL */
+    size_t room_len;
 } pl_db_row_t;
 
 /* status 0: max_seq is the room's highest archived seq, 0 when it has none.
@@ -102,6 +104,14 @@ pl_db_req_t *pl_db_max_seq(pl_db_t *db, const char *room, size_t room_len, pl_db
  * seq < before_seq, delivered oldest first. */
 pl_db_req_t *pl_db_history(pl_db_t *db, const char *room, size_t room_len, uint64_t before_seq,
                            unsigned limit, pl_db_history_cb cb, void *arg);
+
+/* A history SELECT built by store/hquery.c (room, sender and bounds as
+ * hex literals and integers, never client text): columns seq, msg_id,
+ * sender, text, ts_ms and optionally room; rows delivered oldest first
+ * (ascending: the query already orders them so; else they are reversed).
+ * Not limited to PL_DB_HISTORY_MAX: the query's LIMIT is the bound. */
+pl_db_req_t *pl_db_select(pl_db_t *db, const char *sql, size_t sql_len, int ascending,
+                          pl_db_history_cb cb, void *arg);
 
 /* Runs one SQL statement as given and reports its row count. For tests and
  * tools (e.g. "SELECT SLEEP(1)"); the gateway itself never builds SQL from

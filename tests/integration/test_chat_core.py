@@ -164,7 +164,8 @@ async def test_history_pages(gateway):
     c = await login(gw, "hist")
     await c.ok("join", room=room)
     h = await c.ok("history", room=room)
-    assert h == {"id": h["id"], "ok": True, "room": room, "messages": [], "more": False}
+    assert h == {"id": h["id"], "ok": True, "room": room, "messages": [], "more": False,
+                 "complete": True}
     for i in range(1, 121):
         await c.ok("send", room=room, text=f"m{i}")
     h = await c.ok("history", room=room)
@@ -250,7 +251,7 @@ async def test_bad_input_keeps_connection(gateway):
            '{"op":"join"}', '{"op":"join","room":7}', '{"op":"join","room":"a b"}',
            '{"op":"join","room":"' + "r" * 129 + '"}', '{"op":"send","room":"x"}',
            '{"op":"send","room":"x","text":5}', '{"op":"history","room":"x","limit":0}',
-           '{"op":"history","room":"x","limit":101}', '{"op":"history","room":"x","before":"a"}',
+           '{"op":"history","room":"x","limit":201}', '{"op":"history","room":"x","before":"a"}',
            '{"op":"join","room":"x","since":-3}', '{"op":"dm","to":"a b","text":"x"}',
            '{"op":"join","id":"7","room":"x"}']
     for raw in bad:

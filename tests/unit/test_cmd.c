@@ -104,7 +104,7 @@ static void test_bad_request(void)
     expect_error("{\"op\":\"dm\",\"to\":\"a b\",\"text\":\"x\"}", "bad_request");
     expect_error("{\"op\":\"dm\",\"text\":\"x\"}", "bad_request");
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"limit\":0}", "bad_request");
-    expect_error("{\"op\":\"history\",\"room\":\"r\",\"limit\":101}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"limit\":201}", "bad_request");
     expect_error("{\"op\":\"history\",\"room\":\"r\",\"before\":0}", "bad_request");
     expect_error("{\"op\":\"auth\",\"token\":5}", "bad_request");
     expect_error("{\"op\":\"refresh\"}", "bad_request");
@@ -158,5 +158,66 @@ static void test_nul(void)
                  "bad_request");
 }
 
+/* history's forms (issue 9): after, around, from_ts/until_ts, sender,
+ * the cross-room form (sender without room), cursor; limit up to 200. */
+static void test_history_forms(void)
+{
+    pl_cmd_t c;
+    CU_ASSERT_EQUAL(parse("{\"op\":\"history\",\"room\":\"r\"}", &c), 0);
+    CU_ASSERT_FALSE(c.has_after);
+    CU_ASSERT_EQUAL(c.around, 0);
+    CU_ASSERT_EQUAL(c.from_ts, -1);
+    CU_ASSERT_EQUAL(c.until_ts, -1);
+    CU_ASSERT_PTR_NULL(c.sender);
+    CU_ASSERT_PTR_NULL(c.cursor);
+    pl_cmd_free(&c);
+    CU_ASSERT_EQUAL(parse("{\"op\":\"history\",\"room\":\"r\",\"after\":0,\"before\":9,"
+                          "\"from_ts\":5,\"until_ts\":5,\"sender\":\"bob\",\"limit\":200}",
+                          &c),
+                    0);
+    CU_ASSERT_TRUE(c.has_after);
+    CU_ASSERT_EQUAL(c.after, 0);
+    CU_ASSERT_EQUAL(c.before, 9);
+    CU_ASSERT_EQUAL(c.from_ts, 5);
+    CU_ASSERT_EQUAL(c.until_ts, 5);
+    CU_ASSERT_STRING_EQUAL(c.sender, "bob");
+    CU_ASSERT_EQUAL(c.limit, 200);
+    pl_cmd_free(&c);
+    CU_ASSERT_EQUAL(parse("{\"op\":\"history\",\"room\":\"r\",\"around\":7,\"after\":null}", &c),
+                    0);
+    CU_ASSERT_EQUAL(c.around, 7);
+    CU_ASSERT_FALSE(c.has_after);
+    pl_cmd_free(&c);
+    /* the cross-room form */
+    CU_ASSERT_EQUAL(parse("{\"op\":\"history\",\"sender\":\"al\",\"cursor\":\"1.2.r\"}", &c), 0);
+    CU_ASSERT_PTR_NULL(c.room);
+    CU_ASSERT_STRING_EQUAL(c.sender, "al");
+    CU_ASSERT_STRING_EQUAL(c.cursor, "1.2.r");
+    pl_cmd_free(&c);
+
+    expect_error("{\"op\":\"history\"}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":null}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"after\":-1}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"after\":1.5}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"around\":0}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"around\":3,\"before\":4}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"around\":3,\"after\":1}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"after\":3,\"before\":4}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"from_ts\":\"1\"}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"until_ts\":-5}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"until_ts\":253402300800000}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"after\":9007199254740993}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"around\":9223372036854775807}",
+                 "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"from_ts\":6,\"until_ts\":5}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"sender\":\"a b\"}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"sender\":\"a\\u0000\"}", "bad_request");
+    expect_error("{\"op\":\"history\",\"room\":\"r\",\"cursor\":\"1.2.r\"}", "bad_request");
+    expect_error("{\"op\":\"history\",\"sender\":\"al\",\"cursor\":5}", "bad_request");
+    expect_error("{\"op\":\"history\",\"sender\":\"al\",\"before\":5}", "bad_request");
+    expect_error("{\"op\":\"history\",\"sender\":\"al\",\"after\":0}", "bad_request");
+    expect_error("{\"op\":\"history\",\"sender\":\"al\",\"around\":2}", "bad_request");
+}
+
 PL_UNIT_SUITE(cmd, PL_TEST(test_valid), PL_TEST(test_bad_request), PL_TEST(test_too_large),
-              PL_TEST(test_nul))
+              PL_TEST(test_nul), PL_TEST(test_history_forms))

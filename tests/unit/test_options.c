@@ -44,6 +44,7 @@ static void test_defaults(void)
     CU_ASSERT_STRING_EQUAL(c.token_issuer, "");
     CU_ASSERT_STRING_EQUAL(c.token_audience, "");
     CU_ASSERT_EQUAL(c.auth_timeout, 5000);
+    CU_ASSERT_EQUAL(c.idle_timeout, 0);
     CU_ASSERT_EQUAL(c.history_recent, 1000);
     CU_ASSERT_EQUAL(c.history_ttl, 7LL * 86400000);
     CU_ASSERT_EQUAL(c.rate_limit, 20);
@@ -83,7 +84,7 @@ static void test_table_shape(void)
         for (const pl_opt_t *p = pl_gw_options; p != o; p++)
             CU_ASSERT(strcmp(p->name, o->name) != 0);
     }
-    CU_ASSERT_EQUAL(n, 40); /* a new key: add its default to test_defaults */
+    CU_ASSERT_EQUAL(n, 41); /* a new key: add its default to test_defaults */
 }
 
 static void ok_value(const char *key, const char *value)
