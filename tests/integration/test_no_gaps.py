@@ -10,8 +10,10 @@ closes the worker's subscription link for exceeding its output-buffer
 limit. To keep the tests fast the test Redis's limit is lowered from the
 default `pubsub 32mb 8mb 60` with CONFIG SET client-output-buffer-limit
 "pubsub 256kb 0 0" (the same mechanism, reached after a few hundred
-messages instead of ~40,000); the test sends in batches and stops as soon
-as CLIENT LIST shows the stopped worker's subscription gone.
+messages instead of ~9,000); the test sends in batches and stops as soon
+as CLIENT LIST shows the stopped worker's subscription gone. The last test
+keeps the default limit: Redis then discards ~8,000 queued messages, past
+recover_max (at most 1000), so that stall always ends in one gap event.
 """
 import asyncio
 import json
@@ -254,3 +256,63 @@ async def test_mariadb_down_during_refill(gateway, archiver, mariadb, fresh_redi
     await alice.ok("send", room=room, text="live")
     assert (await bob.event(ev="msg", room=room))["seq"] == last + 1
     await closeall(alice, bob, carol, dave)
+
+
+
+async def test_default_pubsub_limit_stalled_worker_gets_one_gap(gateway, archiver, fresh_redis,
+                                                                fresh_database):
+    """The issue's repro with Redis's default pub/sub limit (no CONFIG SET).
+    The stopped worker's link is dropped once ~32 MB are queued for it in
+    Redis (about 9,000 messages of 4 KB here), and Redis throws that queue
+    away: some 8,000 messages, far past recover_max (1000 at most, the
+    option's maximum) so the refill reads none of them. Bob gets what had
+    reached the worker's socket, then one gap up to the last acknowledged
+    seq, then live messages. Every message is delivered once, in order, or
+    named in the gap: never a silent jump. The gap is in MariaDB for
+    history to page."""
+    db = fresh_database
+    got = fresh_redis.cli("CONFIG", "GET", "client-output-buffer-limit")
+    assert "pubsub 33554432 8388608 60" in got, got
+    archiver.ok("migrate", mysql_url=db.url)
+    room = uniq("dflt")
+    # the largest message bound; a byte budget (64m / 4) above 1000 messages
+    n1, n2, alice, bob = await two_nodes(gateway, fresh_redis, room, mysql_url=db.url,
+                                         recover_max=1000, send_buffer_limit="64m")
+    arch = archiver("run", redis_url=fresh_redis.url, mysql_url=db.url)
+    seqs = await send_batch(alice, room, 10)
+    assert [m["seq"] for m in await bob.msgs(10, room=room)] == seqs
+    base = pubsub_clients(fresh_redis)
+    (pid,) = n2.worker_pids()
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        while len(seqs) < 20000:
+            seqs += await send_batch(alice, room, 250)
+            if pubsub_clients(fresh_redis) < base:
+                break
+        print(f"subscription dropped after {len(seqs) - 10} messages, "
+              f"{time.monotonic() - t0:.1f} s")
+        assert pubsub_clients(fresh_redis) < base, f"not dropped after {len(seqs)} messages"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    last = seqs[-1]
+    assert seqs == list(range(1, last + 1))
+    events = await stream_of(bob, room, last)
+    delivered, gaps = check_covered(events, 11, last)
+    mysql = metric(n2, "parley_refill_messages_total", source="mysql") or 0
+    redis_n = metric(n2, "parley_refill_messages_total", source="redis") or 0
+    print(f"last={last} stream={summary(events)} refill mysql={mysql} redis={redis_n}")
+    assert len(gaps) == 1 and gaps[0][1] == last, gaps
+    assert delivered == list(range(11, gaps[0][0]))
+    assert gaps[0][1] - gaps[0][0] + 1 > 1000  # past recover_max: not read at all
+    assert mysql == 0 and redis_n == 0
+    assert (metric(n2, "parley_gap_events_total") or 0) == 1
+    await alice.ok("send", room=room, text="live")
+    assert (await bob.event(ev="msg", room=room))["seq"] == last + 1
+    await bob.no_event(0.5, ev="msg")
+    # the client pages the gap with history (archived in MariaDB)
+    wait_archived(db, room, last)
+    h = await bob.ok("history", room=room, before=gaps[0][0] + 5, limit=5)
+    assert [x["seq"] for x in h["messages"]] == list(range(gaps[0][0], gaps[0][0] + 5))
+    arch.stop()
+    await closeall(alice, bob)
