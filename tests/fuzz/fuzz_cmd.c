@@ -110,8 +110,26 @@ static void check(const pl_cmd_t *c, int r, size_t max_text)
         assert(strlen(c->to) <= PL_USER_MAX);
         break;
     case OP_HISTORY:
-        wants_room = 1;
-        assert(c->before >= 0);
+        /* a room, or the cross-room form: sender alone, paged by cursor */
+        wants_room = c->room != NULL;
+        if (c->room == NULL) {
+            assert(c->sender != NULL);
+            assert(c->before == 0 && !c->has_after && c->around == 0);
+        }
+        if (c->sender != NULL) {
+            same_name(c, "sender", c->sender);
+            assert(pl_token_valid_user(c->sender, strlen(c->sender)));
+        }
+        if (c->cursor != NULL) {
+            assert(c->room == NULL);
+            json_t *cur = json_object_get(c->root, "cursor");
+            assert(json_is_string(cur) && json_string_value(cur) == c->cursor);
+        }
+        assert(c->before >= 0 && c->after >= 0 && c->around >= 0);
+        assert(c->has_after || c->after == 0);
+        assert(c->around == 0 || (c->before == 0 && !c->has_after));
+        assert(c->from_ts >= -1 && c->until_ts >= -1);
+        assert(c->from_ts < 0 || c->until_ts < 0 || c->from_ts <= c->until_ts);
         assert(c->limit >= 1 && c->limit <= PL_HISTORY_MAX);
         break;
     default:
@@ -135,7 +153,9 @@ static void check(const pl_cmd_t *c, int r, size_t max_text)
     if (c->op != OP_JOIN)
         assert(!c->has_since && c->since == 0);
     if (c->op != OP_HISTORY)
-        assert(c->before == 0 && c->limit == 0);
+        assert(c->before == 0 && c->limit == 0 && !c->has_after && c->after == 0 &&
+               c->around == 0 && c->from_ts == 0 && c->until_ts == 0 && c->sender == NULL &&
+               c->cursor == NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
