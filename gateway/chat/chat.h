@@ -238,6 +238,9 @@ void chat_on_refetch(evutil_socket_t fd, short what, void *arg);
 /* The user's DM stream for a dm room (NULL when the user has no local
  * connection), and forgetting all of a user's streams (O(its streams)). */
 dmstream_t *chat_dm_stream(proto_t *p, const char *user, const char *room);
+/* Calls fn for every DM stream of every local user (p->dms holds users,
+ * each with its streams); fn must not add or drop DM streams. */
+void chat_dm_each(proto_t *p, void (*fn)(proto_t *p, dmstream_t *d, void *arg), void *arg);
 void chat_dm_forget(proto_t *p, const char *user);
 /* Drops DM streams idle too long (the housekeeping tick), and all of them
  * (worker stop). */

@@ -295,6 +295,13 @@ static void guard_add(proto_t *p, const char *room, int64_t floor)
         g->floor = floor;
 }
 
+static void guard_add_dm(proto_t *p, dmstream_t *d, void *arg)
+{
+    int64_t floor = d->last > d->acked ? d->last : d->acked;
+    if (floor > 0 || p->db)
+        guard_add(p, d->room, floor);
+}
+
 void chat_guard_cmd_up(proto_t *p)
 {
     if (p->guard_retry == NULL)
@@ -310,12 +317,7 @@ void chat_guard_cmd_up(proto_t *p)
         if (floor > 0 || p->db)
             guard_add(p, r->name, floor);
     }
-    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i)) {
-        dmstream_t *d = e->val;
-        int64_t floor = d->last > d->acked ? d->last : d->acked;
-        if (floor > 0 || p->db)
-            guard_add(p, d->room, floor);
-    }
+    chat_dm_each(p, guard_add_dm, NULL);
     /* every guard (also one left from an earlier link) runs on this link */
     for (pl_map_entry_t *e = pl_map_first(&p->guards, &i); e; e = pl_map_next(&p->guards, e, &i))
         ((guard_t *)e->val)->stage = G_RETRY;
@@ -347,14 +349,15 @@ void chat_guard_raise(proto_t *p, const char *room, int64_t floor)
         pl_log_warn("seq guard: redis down, room not raised\troom=%s", room);
 }
 
+static void keep_dm(proto_t *p, dmstream_t *d, void *arg)
+{
+    if (d->last > 0 || d->acked > 0)
+        (void)seq_call(p, d->room, 0, 0, "", on_ignore, NULL);
+}
+
 void chat_guard_keep_dms(proto_t *p)
 {
-    size_t i;
-    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i)) {
-        dmstream_t *d = e->val;
-        if (d->last > 0 || d->acked > 0)
-            (void)seq_call(p, d->room, 0, 0, "", on_ignore, NULL);
-    }
+    chat_dm_each(p, keep_dm, NULL);
 }
 
 void chat_guard_stop(proto_t *p)

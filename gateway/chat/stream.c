@@ -908,6 +908,17 @@ void chat_dm_sweep(proto_t *p)
     }
 }
 
+void chat_dm_each(proto_t *p, void (*fn)(proto_t *p, dmstream_t *d, void *arg), void *arg)
+{
+    size_t i, j;
+    for (pl_map_entry_t *e = pl_map_first(&p->dms, &i); e; e = pl_map_next(&p->dms, e, &i)) {
+        dmuser_t *du = e->val;
+        for (pl_map_entry_t *s = pl_map_first(&du->streams, &j); s;
+             s = pl_map_next(&du->streams, s, &j))
+            fn(p, s->val, arg);
+    }
+}
+
 void chat_dm_free_all(proto_t *p)
 {
     size_t i;
