@@ -101,8 +101,11 @@ const pl_opt_t pl_gw_options[] = {
      "rooms with more users than this get no presence join/leave events"},
     /* bounded work (issue 8 "Bounded work", issue 13 refills; docs/ops.md "Limits") */
     {"recover_max", PL_OPT_INT, OFF(recover_max), "500", 1, 1000, NULL,
-     "messages a join with since or a worker's refill replays at most (and never more bytes "
-     "than send_buffer_limit / 4); past it: recovered:false or a gap event"},
+     "messages a join with since replays at most (past it: recovered:false), and the size of "
+     "each chunk of a worker's refill (never more bytes than send_buffer_limit / 4)"},
+    {"refill_max", PL_OPT_INT, OFF(refill_max), "100000", 0, 1LL << 40, NULL,
+     "messages one refill of a room stream delivers in chunks at most (0 = no bound); "
+     "the rest is announced as one gap event"},
     {"stream_queue_max", PL_OPT_INT, OFF(stream_queue_max), "10000", 16, 10000000, NULL,
      "live messages held per room, member or DM stream while it waits for a fetch (and never "
      "more bytes than send_buffer_limit)"},

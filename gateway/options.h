@@ -48,6 +48,7 @@ typedef struct pl_gw_config {
     char *trusted_proxies;          /* CIDR list (addr.h); "" = trust no proxy headers */
     int64_t presence_events_max;    /* users above which a room gets no join/leave events */
     int64_t recover_max; /* join since / refill replay, messages (bytes: send_buffer_limit/4) */
+    int64_t refill_max;  /* messages one room-stream refill delivers in chunks; 0 = unbounded */
     int64_t stream_queue_max;         /* live messages queued per room, member or DM stream */
     int64_t history_wait_max;         /* history requests waiting for MySQL, per worker */
     int64_t redis_queue_max;          /* Redis commands in flight, per worker */

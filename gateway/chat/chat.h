@@ -266,6 +266,7 @@ typedef void (*chat_refill_fn)(void *arg, const chat_refill_res_t *res);
 
 /* Limits and metrics (ids; -1 until chat_refill_start). */
 extern int chat_m_gap_events, chat_m_refill_redis, chat_m_refill_mysql;
+extern int chat_l_refill_max;
 extern int chat_l_recover_max, chat_l_stream_queue, chat_l_history_wait, chat_l_redis_queue;
 /* Worker start: registers the series and limit names above. */
 void chat_refill_start(pl_metrics_t *m);
@@ -278,6 +279,11 @@ int chat_refill(proto_t *p, const char *room, int64_t after, int64_t upto, chat_
                 void *arg);
 /* Counts a stream refill's messages by source (not join recoveries). */
 void chat_refill_count(const chat_refill_res_t *res);
+/* The same for one chunk: the oldest part of (after, upto] within
+ * recover_max and the byte budget (never over; res->upto is still the
+ * range's end, the caller asks again from where the chunk ended). */
+int chat_refill_chunk(proto_t *p, const char *room, int64_t after, int64_t upto, chat_refill_fn cb,
+                      void *arg);
 /* The bytes a refill or join recovery may replay (send_buffer_limit / 4). */
 size_t chat_refill_byte_budget(const proto_t *p);
 /* {"ev":"gap","room":R,"from":F,"to":T} as a frame (one reference, the caller's). */

@@ -10,9 +10,15 @@
  *
  * Bounds, per refill (so per member: every member of the stream gets the
  * same messages): at most recover_max messages and send_buffer_limit / 4
- * bytes. A range longer than recover_max is not read at all. Used by the
- * room stream's catch-up, the DM streams' catch-up and join recovery
- * (stream.c).
+ * bytes. A plain refill (join recovery, DM streams' catch-up) does not read
+ * a range longer than that at all. A chunked refill (the room stream's
+ * catch-up, chat_refill_chunk) reads the oldest part of the range that
+ * fits those bounds instead and hands it back with res->upto still the
+ * range's end: the caller delivers it and asks for the next chunk once its
+ * members' output drained (stream.c), so a long range is recovered in
+ * bounded pieces. A chunk's MariaDB part ends at the first seq the recent
+ * zset holds, or earlier; when MariaDB stays unreachable, its gap is the
+ * whole part only MariaDB holds (never one chunk after another of retries).
  */
 #include "chat.h"
 #include "history.h"
@@ -34,6 +40,7 @@ int chat_m_gap_events = -1;
 int chat_m_refill_redis = -1;
 int chat_m_refill_mysql = -1;
 int chat_l_recover_max = -1;
+int chat_l_refill_max = -1;
 int chat_l_stream_queue = -1;
 int chat_l_history_wait = -1;
 int chat_l_redis_queue = -1;
@@ -42,7 +49,9 @@ typedef struct refill {
     proto_t *p;
     char room[PL_ROOM_MAX + 1];
     int64_t after, upto;
-    int64_t below;            /* the MariaDB part is (after, below] */
+    int64_t below;            /* what the recent zset does not hold is (after, below] */
+    int64_t hi;               /* the MariaDB part asked for is (after, hi], hi <= below */
+    int chunk;                /* chat_refill_chunk: read what fits the bounds, never over */
     int tries;                /* MariaDB attempts so far */
     struct event *retry;      /* MariaDB retry timer, NULL when none */
     pl_history_page_t recent; /* the Redis part, kept */
@@ -70,6 +79,7 @@ void chat_refill_start(pl_metrics_t *m)
                                 "Messages a worker fetched to fill a gap in a stream, by source.");
     }
     chat_l_recover_max = pl_metrics_limit_register("recover_max");
+    chat_l_refill_max = pl_metrics_limit_register("refill_max");
     chat_l_stream_queue = pl_metrics_limit_register("stream_queue_max");
     chat_l_history_wait = pl_metrics_limit_register("history_wait_max");
     chat_l_redis_queue = pl_metrics_limit_register("redis_queue_max");
@@ -103,6 +113,19 @@ static size_t page_bytes(const pl_history_page_t *pg, size_t from)
     for (size_t i = from; i < pg->n; i++)
         b += pg->v[i].len;
     return b;
+}
+
+/* How many of pg's first messages fit in budget bytes: at least one (a
+ * chunk always advances), at most pg->n. */
+static size_t fit_budget(const pl_history_page_t *pg, size_t budget)
+{
+    size_t b = 0, k = 0;
+    for (; k < pg->n; k++) {
+        b += pg->v[k].len;
+        if (b > budget && k > 0)
+            break;
+    }
+    return k;
 }
 
 static void unlink_refill(refill_t *rf)
@@ -168,19 +191,37 @@ static void on_mysql(void *arg, int status, pl_history_page_t *page)
         finish(rf, 0, rf->after + 1, rf->below, 0, NULL);
         return;
     }
-    /* the part that joins the Redis part: a run of seqs ending at below */
+    /* the part that joins the Redis part (or the next chunk): a run of
+     * seqs ending at hi */
     size_t j = page->n;
-    if (j > 0 && page->v[j - 1].seq == rf->below) {
+    if (j > 0 && page->v[j - 1].seq == rf->hi) {
         j--;
         while (j > 0 && page->v[j - 1].seq == page->v[j].seq - 1 && page->v[j - 1].seq > rf->after)
             j--;
     }
     pl_history_page_t older = {page->v + j, page->n - j, 0, NULL};
-    if (page_bytes(&older, 0) + rf->recent_bytes > chat_refill_byte_budget(p)) {
-        finish(rf, 0, rf->after + 1, rf->upto, 1, NULL);
-        return;
+    size_t budget = chat_refill_byte_budget(p);
+    size_t older_bytes = page_bytes(&older, 0);
+    if (older_bytes + rf->recent_bytes > budget) {
+        if (!rf->chunk) {
+            finish(rf, 0, rf->after + 1, rf->upto, 1, NULL);
+            return;
+        }
+        /* a chunk: the oldest that fit; the Redis part only when all of
+         * the MariaDB part fits (it lies above it) */
+        size_t k = fit_budget(&older, budget);
+        if (k < older.n) {
+            older.n = k;
+            older_bytes = page_bytes(&older, 0);
+            rf->recent.n = 0;
+        } else {
+            size_t n = 0, b = older_bytes;
+            while (n < rf->recent.n && b + rf->recent.v[n].len <= budget)
+                b += rf->recent.v[n++].len;
+            rf->recent.n = n;
+        }
     }
-    int64_t first = older.n ? older.v[0].seq : rf->below + 1;
+    int64_t first = older.n ? older.v[0].seq : rf->hi + 1;
     if (first > rf->after + 1)
         pl_log_warn("refill: messages stored nowhere, announcing a gap\troom=%s from=%" PRId64
                     " to=%" PRId64,
@@ -192,8 +233,7 @@ static void ask_mysql(refill_t *rf)
 {
     /* the newest (below - after) rows under below + 1: exactly the range
      * when MariaDB holds it all (recover_max <= PL_DB_HISTORY_MAX) */
-    pl_history_older(rf->p->db, rf->room, rf->below + 1, (int)(rf->below - rf->after), on_mysql,
-                     rf);
+    pl_history_older(rf->p->db, rf->room, rf->hi + 1, (int)(rf->hi - rf->after), on_mysql, rf);
 }
 
 static void on_range(void *arg, int status, pl_history_page_t *page)
@@ -204,14 +244,26 @@ static void on_range(void *arg, int status, pl_history_page_t *page)
         return;
     }
     size_t bytes = page_bytes(page, 0);
-    if (bytes > chat_refill_byte_budget(rf->p)) {
+    size_t budget = chat_refill_byte_budget(rf->p);
+    if (bytes > budget && !rf->chunk) {
         finish(rf, 0, rf->after + 1, rf->upto, 1, NULL);
         return;
     }
     pl_history_page_keep(&rf->recent, page);
+    if (bytes > budget) {
+        rf->recent.n = fit_budget(&rf->recent, budget);
+        bytes = page_bytes(&rf->recent, 0);
+    }
     rf->recent_bytes = bytes;
     /* what the recent zset no longer holds: (after, below] */
     rf->below = rf->recent.n ? rf->recent.v[0].seq - 1 : rf->upto;
+    rf->hi = rf->below;
+    if (rf->chunk && rf->below - rf->after > rf->p->w->cfg->recover_max) {
+        /* this chunk is MariaDB's only; the Redis part comes later */
+        rf->hi = rf->after + rf->p->w->cfg->recover_max;
+        rf->recent.n = 0;
+        rf->recent_bytes = 0;
+    }
     if (rf->below <= rf->after) {
         finish(rf, 0, 0, 0, 0, NULL);
         return;
@@ -235,8 +287,11 @@ static void read_range(refill_t *rf)
         return;
     }
     if (n > rf->p->w->cfg->recover_max) {
-        finish(rf, 0, rf->after + 1, rf->upto, 1, NULL);
-        return;
+        if (!rf->chunk) {
+            finish(rf, 0, rf->after + 1, rf->upto, 1, NULL);
+            return;
+        }
+        n = rf->p->w->cfg->recover_max; /* the oldest ones: this chunk */
     }
     if (pl_history_range(rf->p->bus, rf->room, rf->after, rf->upto, (int)n, on_range, rf) < 0)
         finish(rf, -1, 0, 0, 0, NULL);
@@ -256,10 +311,11 @@ static void on_head(void *arg, redisReply *rep)
     read_range(rf);
 }
 
-int chat_refill(proto_t *p, const char *room, int64_t after, int64_t upto, chat_refill_fn cb,
-                void *arg)
+static int refill_new(proto_t *p, const char *room, int64_t after, int64_t upto, int chunk,
+                      chat_refill_fn cb, void *arg)
 {
     refill_t *rf = pl_xcalloc(1, sizeof(*rf));
+    rf->chunk = chunk;
     rf->p = p;
     snprintf(rf->room, sizeof(rf->room), "%s", room);
     rf->after = after;
@@ -291,6 +347,18 @@ int chat_refill(proto_t *p, const char *room, int64_t after, int64_t upto, chat_
         inflight->prev = rf;
     inflight = rf;
     return 0;
+}
+
+int chat_refill(proto_t *p, const char *room, int64_t after, int64_t upto, chat_refill_fn cb,
+                void *arg)
+{
+    return refill_new(p, room, after, upto, 0, cb, arg);
+}
+
+int chat_refill_chunk(proto_t *p, const char *room, int64_t after, int64_t upto, chat_refill_fn cb,
+                      void *arg)
+{
+    return refill_new(p, room, after, upto, 1, cb, arg);
 }
 
 void chat_refill_stop(void)

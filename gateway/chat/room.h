@@ -91,6 +91,10 @@ typedef struct pl_room {
     int subscribed;      /* the channel subscription is confirmed */
     pl_mqueue_t pending; /* live messages that arrived while ROOM_WAIT (bounded) */
     int dropped;         /* pending overflowed since the last fetch: its gap is refetched */
+    int64_t refill_upto; /* a chunked refill runs up to this seq (0 = none): the next chunk
+                          * is fetched once the members' output drained (stream.c) */
+    int64_t refill_done; /* messages the refills delivered since the room was last READY */
+    uint64_t pace_ms;    /* when the refill began waiting for the output to drain (0 = not) */
     void *waiters;       /* joins waiting for ROOM_READY (stream.c's req_t list) */
     uint64_t gen;        /* incarnation, set by stream.c: stale fetch replies are ignored */
     pl_seqcheck_t seen;  /* recent (seq, msg_id) delivered: duplicate or regression */

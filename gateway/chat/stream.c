@@ -30,6 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PACE_MS 10        /* a chunked refill re-checks its members' output this often */
+#define PACE_WAIT_MS 2000 /* and waits for it at most this long per chunk */
+
 /* ===================================================================== */
 /* fanout                                                                 */
 
@@ -350,6 +353,7 @@ static void drain_pending(proto_t *p, pl_room_t *r, int accept_gap)
     }
     pl_mqueue_clear(q);
     r->stream = ROOM_READY;
+    r->refill_done = 0;
     req_t *w = r->waiters;
     r->waiters = NULL;
     /* waiters were pushed at the front: answer in arrival order */
@@ -411,8 +415,45 @@ static void on_base(void *arg, redisReply *rep)
     drain_pending(p, r, 0);
 }
 
-/* The room's refill (refill.c): a gap event for what cannot come, then
- * the messages in seq order, then the live ones held meanwhile. */
+/* Schedules the refetch timer soon: a chunked refill waits for its
+ * members' output to drain (stream.c start_fetch checks on each tick). */
+static void schedule_pace(proto_t *p)
+{
+    if (p->refetch) {
+        struct timeval tv = {0, PACE_MS * 1000};
+        evtimer_add(p->refetch, &tv);
+    }
+}
+
+/* Whether every member's output queue is below a quarter of
+ * send_buffer_limit: the next chunk of a refill may go out. */
+static int members_drained(const proto_t *p, const pl_room_t *r)
+{
+    size_t low = (size_t)(p->w->cfg->send_buffer_limit / 4);
+    for (const pl_member_t *m = r->members; m; m = m->rnext)
+        if (((const pl_conn_t *)m->conn)->out_bytes >= low)
+            return 0;
+    return 1;
+}
+
+/* The start of the live messages held meanwhile above last_seq (or to+1):
+ * a gap up to `to` ends below it. */
+static int64_t gap_end(const pl_room_t *r, int64_t to)
+{
+    for (size_t i = 0; i < r->pending.n; i++)
+        if (r->pending.v[i].seq > r->last_seq) {
+            if (r->pending.v[i].seq <= to)
+                to = r->pending.v[i].seq - 1;
+            break;
+        }
+    return to;
+}
+
+/* The room's refill (refill.c), one chunk at a time: a gap event for what
+ * cannot come, then the messages in seq order; while the range is not
+ * covered the room keeps waiting and the next chunk is fetched once the
+ * members' output drained (start_fetch); then the live ones held
+ * meanwhile. Past refill_max messages the rest of the range is one gap. */
 static void on_catchup(void *arg, const chat_refill_res_t *res)
 {
     fetch_t *f = arg;
@@ -422,21 +463,17 @@ static void on_catchup(void *arg, const chat_refill_res_t *res)
     if (r == NULL)
         return;
     if (res->status < 0) {
+        r->refill_upto = 0; /* the next fetch starts over from the room's seq */
         schedule_refetch(p);
         fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return;
     }
     chat_refill_count(res);
+    r->refill_done += (int64_t)(res->older->n + res->recent->n);
     if (res->gap_from > r->last_seq) {
         /* live messages held meanwhile may already cover the range's end
          * (published between the subscription and the seq read) */
-        int64_t to = res->gap_to;
-        for (size_t i = 0; i < r->pending.n; i++)
-            if (r->pending.v[i].seq > r->last_seq) {
-                if (r->pending.v[i].seq <= to)
-                    to = r->pending.v[i].seq - 1;
-                break;
-            }
+        int64_t to = gap_end(r, res->gap_to);
         if (to >= res->gap_from) {
             fanout_gap(r, res->gap_from, to);
             r->last_seq = to;
@@ -457,6 +494,21 @@ static void on_catchup(void *arg, const chat_refill_res_t *res)
             r->last_seq = h->seq;
         }
     }
+    if (r->last_seq < res->upto && gap_end(r, res->upto) > r->last_seq) {
+        int64_t max = p->w->cfg->refill_max;
+        if (max == 0 || r->refill_done < max) {
+            /* more chunks: the room keeps waiting, start_fetch paces */
+            r->refill_upto = res->upto;
+            start_fetch(p, r);
+            return;
+        }
+        chat_limit(chat_l_refill_max);
+        pl_log_warn("refill past refill_max, the rest announced as a gap\troom=%s done=%" PRId64,
+                    r->name, r->refill_done);
+        fanout_gap(r, r->last_seq + 1, gap_end(r, res->upto));
+        r->last_seq = gap_end(r, res->upto);
+    }
+    r->refill_upto = 0;
     /* the refill covered up to the seq read after subscribing: a gap still
      * at the front of pending is accepted (announced), unless pending
      * overflowed meanwhile (those messages exist: fetch again) */
@@ -473,6 +525,19 @@ static void start_fetch(proto_t *p, pl_room_t *r)
     r->stream = ROOM_WAIT;
     if (r->fetching || !r->subscribed)
         return;
+    if (r->refill_upto > r->last_seq && !members_drained(p, r)) {
+        /* the next chunk when the output drained; a member that reads
+         * nothing for PACE_WAIT_MS holds the room no longer (it then
+         * meets send_buffer_limit like any slow client) */
+        uint64_t now = pl_mono_ms();
+        if (r->pace_ms == 0)
+            r->pace_ms = now;
+        if (now - r->pace_ms < PACE_WAIT_MS) {
+            schedule_pace(p);
+            return;
+        }
+    }
+    r->pace_ms = 0;
     fetch_t *f = pl_xcalloc(1, sizeof(*f));
     f->p = p;
     snprintf(f->room, sizeof(f->room), "%s", r->name);
@@ -484,12 +549,17 @@ static void start_fetch(proto_t *p, pl_room_t *r)
         const char *argv[] = {"GET", key};
         size_t lens[] = {3, strlen(key)};
         rc = pl_bus_command(p->bus, on_base, f, 2, argv, lens);
+    } else if (r->refill_upto > r->last_seq) {
+        /* the next chunk (r->dropped stays: those are above refill_upto) */
+        rc = chat_refill_chunk(p, r->name, r->last_seq, r->refill_upto, on_catchup, f);
     } else {
         r->dropped = 0;
-        rc = chat_refill(p, r->name, r->last_seq, -1, on_catchup, f);
+        r->refill_upto = 0;
+        rc = chat_refill_chunk(p, r->name, r->last_seq, -1, on_catchup, f);
     }
     if (rc < 0) {
         free(f);
+        r->refill_upto = 0;
         schedule_refetch(p);
         fail_waiters(p, r, "unavailable", "redis unavailable", 1);
         return;
