@@ -70,7 +70,8 @@ void chat_refill_start(pl_metrics_t *m)
         chat_m_gap_events =
             pl_metrics_register(m, "parley_gap_events_total", "counter",
                                 "gap events sent to clients: missing seqs a refill could not "
-                                "deliver (past recover_max, or stored nowhere reachable).");
+                                "deliver (past refill_max, a DM stream past recover_max, or "
+                                "stored nowhere reachable).");
         chat_m_refill_redis =
             pl_metrics_register(m, "parley_refill_messages_total{source=\"redis\"}", "counter",
                                 "Messages a worker fetched to fill a gap in a stream, by source.");
