@@ -59,6 +59,7 @@ static void test_defaults(void)
     CU_ASSERT_STRING_EQUAL(c.trusted_proxies, "");
     CU_ASSERT_EQUAL(c.presence_events_max, 200);
     CU_ASSERT_EQUAL(c.recover_max, 500);
+    CU_ASSERT_EQUAL(c.refill_max, 100000);
     CU_ASSERT_EQUAL(c.stream_queue_max, 10000);
     CU_ASSERT_EQUAL(c.history_wait_max, 32);
     CU_ASSERT_EQUAL(c.redis_queue_max, 20000);
@@ -84,7 +85,7 @@ static void test_table_shape(void)
         for (const pl_opt_t *p = pl_gw_options; p != o; p++)
             CU_ASSERT(strcmp(p->name, o->name) != 0);
     }
-    CU_ASSERT_EQUAL(n, 41); /* a new key: add its default to test_defaults */
+    CU_ASSERT_EQUAL(n, 42); /* a new key: add its default to test_defaults */
 }
 
 static void ok_value(const char *key, const char *value)
@@ -120,6 +121,8 @@ static void test_bounds(void)
     ok_value("recover_max", "1000"); /* a refill's MariaDB part is one page (PL_DB_HISTORY_MAX) */
     bad_value("recover_max", "1001");
     bad_value("recover_max", "0");
+    ok_value("refill_max", "0"); /* no bound */
+    bad_value("refill_max", "-1");
     bad_value("stream_queue_max", "15");
     ok_value("history_wait_max", "1024");
     bad_value("history_wait_max", "0");
