@@ -344,8 +344,10 @@ static void drain_pending(proto_t *p, pl_room_t *r, int accept_gap)
         r->last_seq = m->seq;
         note(&r->seen, m->seq, m->f);
     }
-    if (i < q->n) {
-        /* keep the rest, fetch what is missing before them */
+    if (i < q->n || r->dropped) {
+        /* keep the rest, fetch what is missing before them; or, when live
+         * messages were dropped from the full queue after all those held,
+         * fetch them now (else they would wait for the next live message) */
         pl_mqueue_shift(q, i);
         r->stream = ROOM_WAIT;
         start_fetch(p, r);
@@ -512,9 +514,7 @@ static void on_catchup(void *arg, const chat_refill_res_t *res)
     /* the refill covered up to the seq read after subscribing: a gap still
      * at the front of pending is accepted (announced), unless pending
      * overflowed meanwhile (those messages exist: fetch again) */
-    int accept = !r->dropped;
-    r->dropped = 0;
-    drain_pending(p, r, accept);
+    drain_pending(p, r, !r->dropped); /* refetches while r->dropped */
 }
 
 /* Gets the room READY: the base seq on first use, else every message

@@ -321,3 +321,31 @@ async def test_default_pubsub_limit_stalled_worker_refilled_in_chunks(gateway, a
     await bob.no_event(0.5, ev="msg")
     arch.stop()
     await closeall(alice, bob)
+
+
+async def test_live_messages_during_chunked_refill(gateway, archiver, fresh_redis, fresh_database):
+    """Alice keeps sending while node 2 refills in chunks of 20: the live
+    messages held meanwhile overflow stream_queue_max (16) and are left to
+    the refill, which reads them too. Bob still gets every message once,
+    in order, no gap."""
+    db = fresh_database
+    archiver.ok("migrate", mysql_url=db.url)
+    room = uniq("stalllive")
+    n1, n2, alice, bob = await two_nodes(gateway, fresh_redis, room, mysql_url=db.url,
+                                         recover_max=20, stream_queue_max=16)
+    arch = archiver("run", redis_url=fresh_redis.url, mysql_url=db.url)
+    pid, seqs = await stall_node2(fresh_redis, n2, alice, room)
+    os.kill(pid, signal.SIGCONT)
+    for _ in range(6):
+        seqs += await send_batch(alice, room, 50)
+    last = seqs[-1]
+    assert seqs == list(range(1, last + 1))
+    events = await stream_of(bob, room, last)
+    delivered, gaps = check_covered(events, 1, last)
+    assert gaps == [] and delivered == list(range(1, last + 1))
+    assert (metric(n2, "parley_gap_events_total") or 0) == 0
+    await alice.ok("send", room=room, text="live")
+    assert (await bob.event(ev="msg", room=room))["seq"] == last + 1
+    await bob.no_event(0.5, ev="msg")
+    arch.stop()
+    await closeall(alice, bob)
