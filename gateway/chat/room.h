@@ -58,8 +58,10 @@ typedef struct pl_member {
     struct pl_member *rprev, *rnext; /* on room->members */
     struct pl_member *cprev, *cnext; /* on the connection's list */
     int recovering;                  /* join with since in flight: live messages go to q */
-    int64_t cursor;                  /* highest seq this member has been sent */
-    pl_mqueue_t q;                   /* live messages held while recovering */
+    int waiting;    /* its join waits for the room to be READY: what the room delivers meanwhile is
+                     * at or below the seq the join answers, so nothing is held for it */
+    int64_t cursor; /* highest seq this member has been sent */
+    pl_mqueue_t q;  /* live messages held while recovering */
 } pl_member_t;
 
 typedef struct pl_room_user {

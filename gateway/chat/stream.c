@@ -44,6 +44,8 @@
 static void member_hold(pl_member_t *m, int64_t seq, pl_frame_t *f, uint64_t origin)
 {
     const pl_gw_config_t *cfg = ((pl_conn_t *)m->conn)->w->cfg;
+    if (m->waiting)
+        return; /* a long refill would fill its queue for nothing */
     if (pl_mqueue_full(&m->q, (size_t)cfg->stream_queue_max, (size_t)cfg->send_buffer_limit)) {
         if (m->q.n > 0) {
             chat_limit(chat_l_stream_queue);
@@ -263,6 +265,7 @@ static void join_ready(proto_t *p, req_t *q)
         chat_req_free(q);
         return;
     }
+    m->waiting = 0;
     /* head: the last seq this connection gets through the live path. For
      * dm rooms that path is the user's channel (dmstream), not the room's. */
     int64_t head = r->last_seq;
@@ -586,6 +589,7 @@ void chat_stream_join(proto_t *p, pl_member_t *m, req_t *q, int first_conn)
         join_ready(p, q);
         return;
     }
+    m->waiting = 1;
     q->next = r->waiters;
     r->waiters = q;
     if (r->subscribed && !r->fetching)

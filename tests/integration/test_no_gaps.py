@@ -308,6 +308,11 @@ async def test_default_pubsub_limit_stalled_worker_refilled_in_chunks(gateway, a
         os.kill(pid, signal.SIGCONT)
     last = seqs[-1]
     assert seqs == list(range(1, last + 1))
+    # Carol joins on node 2 while its refill runs: her join waits for the
+    # room and holds none of the refilled messages (no 1013 close)
+    carol = await login(n2, "gap-carol")
+    j = await carol.ok("join", room=room, timeout=120)
+    assert j["seq"] >= last
     events = await stream_of(bob, room, last, timeout=120)
     delivered, gaps = check_covered(events, 11, last)
     mysql = metric(n2, "parley_refill_messages_total", source="mysql") or 0
@@ -318,9 +323,10 @@ async def test_default_pubsub_limit_stalled_worker_refilled_in_chunks(gateway, a
     assert (metric(n2, "parley_gap_events_total") or 0) == 0
     await alice.ok("send", room=room, text="live")
     assert (await bob.event(ev="msg", room=room))["seq"] == last + 1
+    assert (await carol.event(ev="msg", room=room))["seq"] == last + 1
     await bob.no_event(0.5, ev="msg")
     arch.stop()
-    await closeall(alice, bob)
+    await closeall(alice, bob, carol)
 
 
 async def test_live_messages_during_chunked_refill(gateway, archiver, fresh_redis, fresh_database):
