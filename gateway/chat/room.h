@@ -96,6 +96,8 @@ typedef struct pl_room {
     int64_t refill_upto; /* a chunked refill runs up to this seq (0 = none): the next chunk
                           * is fetched once the members' output drained (stream.c) */
     int64_t refill_done; /* messages the refills delivered since the room was last READY */
+    int base_lost;       /* the base read found no seq key and no live message followed it yet: its
+                          * first refill is one bounded read, not chunked (stream.c start_fetch) */
     uint64_t pace_ms;    /* when the refill began waiting for the output to drain (0 = not) */
     void *waiters;       /* joins waiting for ROOM_READY (stream.c's req_t list) */
     uint64_t gen;        /* incarnation, set by stream.c: stale fetch replies are ignored */

@@ -417,6 +417,7 @@ static void on_base(void *arg, redisReply *rep)
     }
     r->have_base = 1;
     r->last_seq = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    r->base_lost = rep->type == REDIS_REPLY_NIL;
     drain_pending(p, r, 0);
 }
 
@@ -555,6 +556,15 @@ static void start_fetch(proto_t *p, pl_room_t *r)
     } else if (r->refill_upto > r->last_seq) {
         /* the next chunk (r->dropped stays: those are above refill_upto) */
         rc = chat_refill_chunk(p, r->name, r->last_seq, r->refill_upto, on_catchup, f);
+    } else if (r->base_lost) {
+        /* no seq key at the base read (a new room, or Redis lost its
+         * state and the room continues above MariaDB's seqs): the old
+         * messages below are not this stream's to replay in bulk; one
+         * bounded refill as before (past recover_max: a gap) */
+        r->dropped = 0;
+        r->refill_upto = 0;
+        r->base_lost = 0;
+        rc = chat_refill(p, r->name, r->last_seq, -1, on_catchup, f);
     } else {
         r->dropped = 0;
         r->refill_upto = 0;
@@ -642,6 +652,7 @@ void chat_stream_msg(proto_t *p, pl_room_t *r, int64_t seq, pl_frame_t *f, uint6
     }
     fanout_msg(r, seq, f, origin);
     r->last_seq = seq;
+    r->base_lost = 0; /* the stream continues from its base: later refills are chunked */
     note(&r->seen, seq, f);
 }
 
