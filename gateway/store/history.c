@@ -229,17 +229,11 @@ static void on_zrange(void *arg, redisReply *r)
     free(q);
 }
 
-int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit, pl_history_fn cb,
-                      void *arg)
+/* Sends one 7-word ZRANGEBYSCORE-style command whose reply on_zrange turns
+ * into a page for cb; limit is the page size the caller asked for (0 =
+ * none: a range read). */
+static int zrange(pl_bus_t *bus, const char *argv[7], int limit, pl_history_fn cb, void *arg)
 {
-    char key[PL_KEY_MAX], max[32], lim[16];
-    pl_key_recent(key, room);
-    if (before > 0)
-        snprintf(max, sizeof(max), "(%" PRId64, before);
-    else
-        snprintf(max, sizeof(max), "+inf");
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *argv[] = {"ZREVRANGEBYSCORE", key, max, "-inf", "LIMIT", "0", lim};
     size_t lens[7];
     for (int i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
@@ -252,6 +246,20 @@ int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit
         return -1;
     }
     return 0;
+}
+
+int pl_history_recent(pl_bus_t *bus, const char *room, int64_t before, int limit, pl_history_fn cb,
+                      void *arg)
+{
+    char key[PL_KEY_MAX], max[32], lim[16];
+    pl_key_recent(key, room);
+    if (before > 0)
+        snprintf(max, sizeof(max), "(%" PRId64, before);
+    else
+        snprintf(max, sizeof(max), "+inf");
+    snprintf(lim, sizeof(lim), "%d", limit + 1);
+    const char *argv[] = {"ZREVRANGEBYSCORE", key, max, "-inf", "LIMIT", "0", lim};
+    return zrange(bus, argv, limit, cb, arg);
 }
 
 int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upto, int limit,
@@ -267,17 +275,7 @@ int pl_history_range(pl_bus_t *bus, const char *room, int64_t after, int64_t upt
     snprintf(lim, sizeof(lim), "%d", limit > 0 ? limit : 1);
     /* bounded: one reply never holds more than limit messages */
     const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "LIMIT", "0", lim};
-    size_t lens[7];
-    for (int i = 0; i < 7; i++)
-        lens[i] = strlen(argv[i]);
-    hreq_t *q = pl_xcalloc(1, sizeof(*q));
-    q->cb = cb;
-    q->arg = arg;
-    if (pl_bus_command(bus, on_zrange, q, 7, argv, lens) < 0) {
-        free(q);
-        return -1;
-    }
-    return 0;
+    return zrange(bus, argv, 0, cb, arg);
 }
 
 int pl_history_older_needed(const pl_history_page_t *page, int64_t before, int limit,
