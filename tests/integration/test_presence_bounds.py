@@ -104,8 +104,9 @@ def cpu_seconds(pid):
 
 async def test_pruning_dead_members_does_not_block_redis(gateway, fresh_redis):
     """2,000 expired members among 4,000 live ones (a dead node's users):
-    the call that prunes them keeps Redis blocked well under 50 ms (the old
-    script scanned every live member per dead one: ~2.4 s)."""
+    the call that prunes them keeps Redis blocked well under 200 ms (the old
+    script scanned every live member per dead one: ~2.4 s; the new one takes
+    ~11 ms, the bound leaves room for a loaded CI machine)."""
     gw = gateway(redis_url=fresh_redis.url)
     room = uniq("prune")
     z, h = keys(room)
@@ -124,7 +125,7 @@ async def test_pruning_dead_members_does_not_block_redis(gateway, fresh_redis):
         assert durations, "no presence script call in the slowlog"
         print(f"\nprune 2000 dead x 4000 live: presence script calls {durations} usec, "
               f"reply in {took * 1000:.1f} ms")
-        assert max(durations) < 50000, durations
+        assert max(durations) < 200000, durations
         # the rest of the dead go on the next calls; then the count is exact
         for _ in range(3):
             rep = await alice.ok("presence", room=room)
@@ -132,7 +133,7 @@ async def test_pruning_dead_members_does_not_block_redis(gateway, fresh_redis):
         assert int(r("ZCARD", z)) == 4000 and int(r("HLEN", h)) == 4000
         assert not any(u.startswith("dead") for u in rep["users"])
         durations = presence_calls_usec(r, z)
-        assert sum(durations) < 100000, durations
+        assert sum(durations) < 400000, durations
         await alice.close()
     finally:
         r("CONFIG", "SET", "slowlog-log-slower-than", 10000)
