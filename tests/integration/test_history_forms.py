@@ -9,22 +9,12 @@ plain form's walk (which test_history_mysql.py already checks).
 """
 import asyncio
 
-from lib.chatlib import FAST, closeall, login, uniq
+from lib.chatlib import FAST, closeall, drain, login, start, uniq
 
 N = 240
 RECENT = 40
 
 
-def start(gateway, archiver, fresh_redis, db, **opts):
-    archiver.ok("migrate", mysql_url=db.url)
-    o = dict(FAST)
-    o.update(opts)
-    return gateway(redis_url=fresh_redis.url, mysql_url=db.url, **o)
-
-
-def drain(archiver, fresh_redis, db):
-    a = archiver("drain", redis_url=fresh_redis.url, mysql_url=db.url)
-    assert a.wait(120) == 0, a.log_text()
 
 
 def zcard(redis, room):

@@ -14,19 +14,9 @@ import asyncio
 import json
 
 from lib import pl
-from lib.chatlib import FAST, closeall, login, uniq
+from lib.chatlib import FAST, closeall, drain, login, start, uniq
 
 
-def start(gateway, archiver, fresh_redis, db, **opts):
-    archiver.ok("migrate", mysql_url=db.url)
-    o = dict(FAST)
-    o.update(opts)
-    return gateway(redis_url=fresh_redis.url, mysql_url=db.url, **o)
-
-
-def drain(archiver, fresh_redis, db):
-    a = archiver("drain", redis_url=fresh_redis.url, mysql_url=db.url)
-    assert a.wait(120) == 0, a.log_text()
 
 
 async def send_many(c, room, texts, timeout=120):

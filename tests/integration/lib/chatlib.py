@@ -174,3 +174,17 @@ def metric(gw, name, **labels):
         if line.startswith(name + ("{" + want + "}" if want else " ")):
             return int(line.rsplit(" ", 1)[1])
     return None
+
+
+def start(gateway, archiver, fresh_redis, db, **opts):
+    """A gateway on fresh_redis with MySQL history (schema migrated first)."""
+    archiver.ok("migrate", mysql_url=db.url)
+    o = dict(FAST)
+    o.update(opts)
+    return gateway(redis_url=fresh_redis.url, mysql_url=db.url, **o)
+
+
+def drain(archiver, fresh_redis, db):
+    """Runs `parley-archiver drain` until the archive stream is in MySQL."""
+    a = archiver("drain", redis_url=fresh_redis.url, mysql_url=db.url)
+    assert a.wait(120) == 0, a.log_text()
